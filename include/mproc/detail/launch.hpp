@@ -1,0 +1,100 @@
+// detail/launch.hpp: the one small interface behind which the start methods
+// live (one file each under src/posix/: launch_fork.cpp, launch_spawn.cpp,
+// forkserver.cpp), like CPython's popen_fork / popen_spawn_posix /
+// popen_forkserver.
+//
+// A Job says what the new process runs, in two forms: `run_here` for fork
+// (the child already has the callable in memory) and `encode` for the
+// methods that start a fresh program (the child receives a message naming a
+// registered invoker plus the encoded callable and arguments). A launcher
+// returns a Child: the parent's view of one started process.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+#include <string>
+
+#include "mproc/detail/buffer.hpp"
+#include "mproc/start_method.hpp"
+
+namespace mproc::detail {
+
+struct Job {
+  std::string name;
+  bool daemon = false;
+  // fork: runs in the child; its return is ignored, an exception is printed.
+  std::function<void()> run_here;
+  // spawn/forkserver: writes the invoker key and payload (see child_main).
+  std::function<void(Writer&)> encode;
+};
+
+class Child {
+ public:
+  virtual ~Child() = default;
+  virtual int pid() const noexcept = 0;
+  // Readable once the process has ended.
+  virtual int sentinel() const noexcept = 0;
+  // Non-blocking: the exit code once the process has ended (-N if killed by
+  // signal N), nullopt while it runs. Reaps the process.
+  virtual std::optional<int> poll() = 0;
+  // Sends `sig` unless the process has already been reaped.
+  virtual void send_signal(int sig) = 0;
+};
+
+std::unique_ptr<Child> launch_fork(const Job& job);
+std::unique_ptr<Child> launch_spawn(const Job& job);
+std::unique_ptr<Child> launch_forkserver(const Job& job);
+std::unique_ptr<Child> launch(StartMethod method, const Job& job);
+
+// Who this process is (for current_process / parent_process).
+struct Identity {
+  std::string name = "MainProcess";
+  int parent_pid = 0;  // 0 in the main process
+  std::string parent_name;
+  bool daemon = false;
+  int child_counter = 0;  // for the default names of our own children
+};
+Identity& identity();
+
+// Runs `body` the way a child runs its target: returns 0 if it returns, or
+// prints the exception (type, what, stack) to stderr under a
+// "Process <name>:" line and returns 1.
+int run_target(const std::function<void()>& body) noexcept;
+
+// Writes the frame every fresh (spawn/forkserver) child receives: who it is,
+// then the job's own bytes.
+void encode_child_frame(Writer& w, const Job& job);
+
+// In a child started by spawn/forkserver: decodes a frame made by
+// encode_child_frame, adopts the identity, runs the invoker; returns the
+// exit code. `direct` says the sender is our parent process (spawn): if it
+// is no longer our parent, it died, and we exit at once.
+int run_child_frame(std::span<const std::byte> bytes, std::span<const int> fds, bool direct) noexcept;
+
+// Called in the child right after fork/exec: ends this process if the
+// parent `parent_pid` is already gone, and asks the kernel to SIGKILL it
+// when the parent dies.
+void die_with_parent(int parent_pid) noexcept;
+
+// In a freshly forked child: forget the parent's children (they are not
+// ours) and take on the identity of a child named `name`.
+void become_child(const std::string& name, bool daemon, int parent_pid,
+                  const std::string& parent_name) noexcept;
+
+// init() state.
+void require_init(const char* what);
+const std::vector<std::string>& saved_argv();
+
+// Runs `fn` on a long-lived thread when called from a thread that is not the
+// main thread, so that PR_SET_PDEATHSIG (which fires when the *thread* that
+// created a child exits) means "when the process exits".
+void on_launcher_thread(const std::function<void()>& fn);
+
+// Flushes C and C++ standard streams so that a forked child does not write
+// out the parent's buffered output a second time.
+void flush_std_streams() noexcept;
+
+}  // namespace mproc::detail

@@ -1,0 +1,36 @@
+// detail/wire.hpp: whole messages over a stream socket, with descriptors.
+//
+// A message is a 12-byte header (u64 body length, u32 descriptor count) and
+// the body; the descriptors ride on the first sendmsg() as SCM_RIGHTS. The
+// receiver grows its buffer only as bytes actually arrive, so a forged length
+// costs the receiver nothing until the sender really sends that much.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "mproc/detail/fd.hpp"
+
+namespace mproc::detail {
+
+struct Message {
+  std::vector<std::byte> bytes;
+  std::vector<UniqueFd> fds;
+  std::vector<int> raw_fds() const {
+    std::vector<int> out;
+    out.reserve(fds.size());
+    for (const auto& f : fds) out.push_back(f.get());
+    return out;
+  }
+};
+
+// Sends one message. Throws EOFError if the peer is gone (no SIGPIPE).
+void send_message(int sock, std::span<const std::byte> bytes, std::span<const int> fds = {});
+
+// Receives one message. Throws EOFError on a clean end of stream before a
+// header, SerializationError on a malformed header or a message larger than
+// `max_bytes`, mproc::Error on other failures.
+Message recv_message(int sock, std::size_t max_bytes = std::size_t{1} << 40);
+
+}  // namespace mproc::detail

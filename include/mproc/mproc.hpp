@@ -1,0 +1,8 @@
+// mproc.hpp: everything. Python's multiprocessing, done right, for C++20.
+// This header only includes the others; each one holds one concept.
+#pragma once
+
+#include "mproc/errors.hpp"
+#include "mproc/process.hpp"
+#include "mproc/serialize.hpp"
+#include "mproc/start_method.hpp"

@@ -1,0 +1,98 @@
+// launcher_thread.cpp: where children are created when the caller is not
+// the main thread.
+//
+// PR_SET_PDEATHSIG, which kills our children when we die, fires when the
+// *thread* that created the child exits, not the process (TRAPS.md). A
+// Process started from a short-lived worker thread would be killed when
+// that thread ends. So such calls hand the fork/spawn to one long-lived
+// launcher thread, created on first need and never stopped; the main thread
+// (which lives as long as the process) launches directly.
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "mproc/detail/launch.hpp"
+
+namespace mproc::detail {
+namespace {
+
+struct Request {
+  const std::function<void()>* fn;
+  std::exception_ptr error;
+  bool done = false;
+};
+
+struct Launcher {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Request*> queue;
+  bool started = false;
+};
+
+Launcher& launcher() {
+  static Launcher* l = [] {
+    auto* created = new Launcher;
+    // The launcher thread does not exist in a forked child: start afresh.
+    pthread_atfork(nullptr, nullptr, [] {
+      Launcher& me = launcher();
+      new (&me.mu) std::mutex;
+      new (&me.cv) std::condition_variable;
+      new (&me.queue) std::deque<Request*>;
+      me.started = false;
+    });
+    return created;
+  }();
+  return *l;
+}
+
+void serve(Launcher* l) {
+  // Process-directed signals must go to the program's own threads.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  std::unique_lock lock(l->mu);
+  for (;;) {
+    l->cv.wait(lock, [l] { return !l->queue.empty(); });
+    Request* r = l->queue.front();
+    l->queue.pop_front();
+    lock.unlock();
+    try {
+      (*r->fn)();
+    } catch (...) {
+      r->error = std::current_exception();
+    }
+    lock.lock();
+    r->done = true;
+    l->cv.notify_all();
+  }
+}
+
+}  // namespace
+
+void on_launcher_thread(const std::function<void()>& fn) {
+  if (static_cast<pid_t>(::syscall(SYS_gettid)) == ::getpid()) {
+    fn();
+    return;
+  }
+  Launcher& l = launcher();
+  Request r{&fn, nullptr, false};
+  std::unique_lock lock(l.mu);
+  if (!l.started) {
+    std::thread(serve, &l).detach();
+    l.started = true;
+  }
+  l.queue.push_back(&r);
+  l.cv.notify_all();
+  l.cv.wait(lock, [&r] { return r.done; });
+  if (r.error) std::rethrow_exception(r.error);
+}
+
+}  // namespace mproc::detail
