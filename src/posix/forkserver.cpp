@@ -85,6 +85,21 @@ void start_server(Server& s) {
 
 }  // namespace
 
+int forkserver_pid() noexcept {
+  Server& s = server();
+  std::lock_guard lock(s.mu);
+  return s.process && !s.process->poll() ? s.process->pid() : 0;
+}
+
+std::vector<int> forkserver_fds() {
+  Server& s = server();
+  std::lock_guard lock(s.mu);
+  std::vector<int> out;
+  if (s.sock) out.push_back(s.sock.get());
+  if (s.process) out.push_back(s.process->sentinel());
+  return out;
+}
+
 std::unique_ptr<Child> launch_forkserver(const Job& job) {
   require_init("the forkserver start method");
   Writer frame;

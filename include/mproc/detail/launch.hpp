@@ -84,6 +84,11 @@ void die_with_parent(int parent_pid) noexcept;
 void become_child(const std::string& name, bool daemon, int parent_pid,
                   const std::string& parent_name) noexcept;
 
+// What mproc keeps open for the life of the process, on purpose (for leak
+// checks in tests): the forkserver's pid (0 if none) and its descriptors.
+int forkserver_pid() noexcept;
+std::vector<int> forkserver_fds();
+
 // init() state.
 void require_init(const char* what);
 const std::vector<std::string>& saved_argv();
