@@ -6,3 +6,5 @@
 #include "mproc/process.hpp"
 #include "mproc/serialize.hpp"
 #include "mproc/start_method.hpp"
+#include "mproc/async_result.hpp"
+#include "mproc/pool.hpp"

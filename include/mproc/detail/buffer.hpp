@@ -53,6 +53,13 @@ class Writer {
     fds_.push_back(fd);
   }
 
+  // Drops everything written after the first `nbytes` bytes and `nfds`
+  // descriptors (to undo a value that failed to encode halfway).
+  void truncate(std::size_t nbytes, std::size_t nfds) {
+    if (nbytes < bytes_.size()) bytes_.resize(nbytes);
+    if (nfds < fds_.size()) fds_.resize(nfds);
+  }
+
   std::span<const std::byte> bytes() const noexcept { return bytes_; }
   std::vector<std::byte>& buffer() noexcept { return bytes_; }
   const std::vector<int>& fds() const noexcept { return fds_; }

@@ -1,0 +1,190 @@
+// async_result.hpp: the future-like object the pools' _async calls return.
+//
+//   mproc::AsyncResult<int> r = pool.apply_async(cube, 2, 3);
+//   ... do other work ...
+//   int v = r.get();                                   // 8, or rethrows
+//   if (r.wait(std::chrono::milliseconds(10))) ...     // bounded wait
+//
+// get() may be called any number of times: the same value (a copy), or the
+// same exception, every time. get(timeout) throws mproc::TimeoutError when
+// the result is not ready in time (the task goes on). successful() throws
+// mproc::Error if the result is not ready yet, as in Python.
+//
+// Callbacks given to the _async call (on_result / on_error) run on the
+// pool's callback thread before the result becomes ready, so that after
+// get() returns the callback has run.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+#include "mproc/errors.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+// The shared state behind an AsyncResult: set once by the pool.
+template <class R>
+class ResultState {
+ public:
+  using Value = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
+
+  void set_value(Value v) {
+    {
+      std::lock_guard lock(mu_);
+      value_.emplace(std::move(v));
+      ready_ = true;
+    }
+    cv_.notify_all();
+  }
+  void set_error(std::exception_ptr e) {
+    {
+      std::lock_guard lock(mu_);
+      error_ = std::move(e);
+      ready_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  bool ready() const {
+    std::lock_guard lock(mu_);
+    return ready_;
+  }
+  void wait() const {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return ready_; });
+  }
+  template <class Rep, class Period>
+  bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [this] { return ready_; });
+  }
+  bool successful() const {
+    std::lock_guard lock(mu_);
+    if (!ready_) throw Error("mproc::AsyncResult::successful: result is not ready");
+    return !error_;
+  }
+  // Precondition: ready.
+  R get_ready() const {
+    std::lock_guard lock(mu_);
+    if (error_) std::rethrow_exception(error_);
+    if constexpr (!std::is_void_v<R>) return *value_;
+  }
+  // Precondition: ready. Moves the value out (for the blocking calls, which
+  // are its only reader); rethrows the error.
+  R take() {
+    std::lock_guard lock(mu_);
+    if (error_) std::rethrow_exception(error_);
+    if constexpr (!std::is_void_v<R>) return std::move(*value_);
+  }
+  std::exception_ptr error() const {
+    std::lock_guard lock(mu_);
+    return error_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::optional<Value> value_;
+  std::exception_ptr error_;
+  bool ready_ = false;
+};
+
+}  // namespace detail
+
+template <class R>
+class [[nodiscard]] AsyncResult {
+ public:
+  AsyncResult() = default;
+  explicit AsyncResult(std::shared_ptr<detail::ResultState<R>> state) : state_(std::move(state)) {}
+
+  // Waits for the result and returns it (a copy), or rethrows the task's
+  // exception (see errors.hpp for how remote exceptions are rebuilt).
+  R get() const {
+    check();
+    state_->wait();
+    return state_->get_ready();
+  }
+  // As get(), but throws mproc::TimeoutError if not ready within `timeout`.
+  template <class Rep, class Period>
+  R get(std::chrono::duration<Rep, Period> timeout) const {
+    check();
+    if (!state_->wait_for(timeout)) {
+      throw TimeoutError("mproc::AsyncResult::get: result not ready after " +
+                         std::to_string(std::chrono::duration<double>(timeout).count()) + " s");
+    }
+    return state_->get_ready();
+  }
+  void wait() const {
+    check();
+    state_->wait();
+  }
+  // True if ready within `timeout`.
+  template <class Rep, class Period>
+  bool wait(std::chrono::duration<Rep, Period> timeout) const {
+    check();
+    return state_->wait_for(timeout);
+  }
+  bool ready() const {
+    check();
+    return state_->ready();
+  }
+  // True if the task returned normally. Throws mproc::Error if not ready.
+  bool successful() const {
+    check();
+    return state_->successful();
+  }
+  bool valid() const noexcept { return static_cast<bool>(state_); }
+
+ private:
+  void check() const {
+    if (!state_) throw Error("mproc::AsyncResult: empty (default-constructed) result");
+  }
+  std::shared_ptr<detail::ResultState<R>> state_;
+};
+
+// Trailing arguments of the _async calls.
+template <class F>
+struct OnResult {
+  F fn;
+};
+template <class F>
+struct OnError {
+  F fn;
+};
+// Called in the parent with the task's result (for map_async: the whole
+// vector), on the pool's callback thread.
+template <class F>
+OnResult<std::decay_t<F>> on_result(F&& f) {
+  return {std::forward<F>(f)};
+}
+// Called in the parent with the task's error as a std::exception_ptr, on the
+// pool's callback thread.
+template <class F>
+OnError<std::decay_t<F>> on_error(F&& f) {
+  return {std::forward<F>(f)};
+}
+
+// apply_async's arguments when callbacks follow:
+//   pool.apply_async(f, mproc::args(2, 3), mproc::on_result(cb));
+template <class... A>
+struct Args {
+  std::tuple<A...> values;
+};
+template <class... A>
+Args<std::decay_t<A>...> args(A&&... a) {
+  return {std::tuple<std::decay_t<A>...>(std::forward<A>(a)...)};
+}
+
+}  // namespace mproc

@@ -1,0 +1,444 @@
+// detail/pool_jobs.hpp: the jobs behind Pool::apply/map/imap (one per call).
+//
+// A job turns its input into chunks for the core (detail/pool_core.hpp) and
+// gathers the outcomes: ApplyJob (one item), MapJob (a sized input, results
+// in input order, the call's error is that of the lowest failing index once
+// every item has an outcome), IMapJob (a lazy input pulled only while fewer
+// than `window` items are waiting to be consumed; results handed out in
+// input order or completion order).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <set>
+#include <tuple>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "mproc/async_result.hpp"
+#include "mproc/detail/callable.hpp"
+#include "mproc/detail/pool_core.hpp"
+#include "mproc/detail/registry.hpp"
+#include "mproc/detail/task_entry.hpp"
+#include "mproc/serialize.hpp"
+
+namespace mproc::detail {
+
+template <class R>
+using value_t = std::conditional_t<std::is_void_v<R>, std::monostate, std::decay_t<R>>;
+
+template <class R>
+value_t<R> decode_result(Reader& r) {
+  if constexpr (std::is_void_v<R>) {
+    return {};
+  } else {
+    return decode_value<std::decay_t<R>>(r);
+  }
+}
+
+// ------------------------------------------------ item types and results ---
+
+// The type one item of map() is sent as: the function's parameter type when
+// it is known, else the element type.
+template <class Fn, class E>
+struct map_item {
+  using type = arg_storage_t<E>;
+};
+template <class Fn, class E>
+  requires signature<Fn>::known
+struct map_item<Fn, E> {
+  using params = typename signature<Fn>::params;
+  static_assert(std::tuple_size_v<params> == 1,
+                "mproc::Pool::map/imap: the function must take exactly one argument "
+                "(use starmap for several)");
+  using type = std::tuple_element_t<0, params>;
+};
+
+template <class Tuple>
+struct tuple_storage;
+template <template <class...> class T, class... A>
+struct tuple_storage<T<A...>> {
+  using type = std::tuple<arg_storage_t<A>...>;
+};
+template <class T, std::size_t N>
+struct tuple_storage<std::array<T, N>> {
+  using type = decltype(std::tuple_cat(std::declval<std::array<arg_storage_t<T>, N>>()));
+};
+
+// The type one item of starmap() is sent as: the parameter tuple.
+template <class Fn, class E>
+struct star_item {
+  using type = typename tuple_storage<std::decay_t<E>>::type;
+};
+template <class Fn, class E>
+  requires signature<Fn>::known
+struct star_item<Fn, E> {
+  using type = typename signature<Fn>::params;
+};
+
+template <class Fn, class Item, bool Unpack>
+struct item_result;
+template <class Fn, class Item>
+struct item_result<Fn, Item, false> {
+  using type = std::decay_t<std::invoke_result_t<Fn&, Item&>>;
+};
+template <class Fn, class Item>
+struct item_result<Fn, Item, true> {
+  using type = apply_result_t<Fn, Item>;
+};
+
+// Writes element `e` as an Item, converting only when the types differ.
+template <class Item, bool Unpack, class E>
+void encode_item(Writer& w, const E& e) {
+  if constexpr (std::is_same_v<std::decay_t<E>, Item>) {
+    encode_value(w, e);
+  } else if constexpr (Unpack) {
+    encode_value(w, std::apply([](const auto&... a) { return Item(a...); }, e));
+  } else {
+    encode_value(w, Item(e));
+  }
+}
+
+// Callbacks of one _async call, type-erased.
+template <class V>
+struct Callbacks {
+  std::function<void(const V&)> on_result;
+  std::function<void(std::exception_ptr)> on_error;
+  bool any() const { return on_result || on_error; }
+};
+
+// Publishes an outcome: runs the callback on the callback thread first (so
+// that get() returns after it), then makes the result ready even if the
+// callback threw (the throw then goes to the pool's callback error report).
+template <class R, class V>
+void publish(PoolCore& core, std::shared_ptr<ResultState<R>> state, Callbacks<V> cbs,
+             std::optional<V> value, std::exception_ptr error) {
+  if (!cbs.any()) {
+    if (error) {
+      state->set_error(error);
+    } else {
+      state->set_value(std::move(*value));
+    }
+    return;
+  }
+  core.post_callback([state, cbs = std::move(cbs), value = std::move(value), error]() mutable {
+    struct SetLater {
+      std::shared_ptr<ResultState<R>>& state;
+      std::optional<V>& value;
+      std::exception_ptr& error;
+      ~SetLater() {
+        if (error) {
+          state->set_error(error);
+        } else {
+          state->set_value(std::move(*value));
+        }
+      }
+    } set_later{state, value, error};
+    if (error) {
+      if (cbs.on_error) cbs.on_error(error);
+    } else if (cbs.on_result) {
+      cbs.on_result(*value);
+    }
+  });
+}
+
+// ----------------------------------------------------------------- apply ---
+
+template <class F, class Item, class R>
+class ApplyJob final : public JobBase {
+ public:
+  using V = value_t<R>;
+  ApplyJob(F f, Item item, Callbacks<V> cbs)
+      : f_(std::move(f)), item_(std::move(item)), cbs_(std::move(cbs)), state_(std::make_shared<ResultState<R>>()) {}
+
+  std::shared_ptr<ResultState<R>> state() const { return state_; }
+
+  std::optional<std::size_t> next_chunk(ChunkWriter& cw) override {
+    if (sent_) return std::nullopt;
+    sent_ = true;
+    cw.begin(Registered<TaskEntry<F, Item, true>>::key);
+    encode_value(cw.writer(), f_);
+    cw.end_callable();
+    cw.begin_item();
+    encode_value(cw.writer(), item_);
+    return 0;
+  }
+  bool input_exhausted() const override { return sent_; }
+  void deliver(std::size_t, Reader& r) override {
+    value_.emplace(decode_result<R>(r));
+    done_ = true;
+  }
+  void fail(std::size_t, std::exception_ptr e) override {
+    error_ = std::move(e);
+    done_ = true;
+  }
+  bool finished() const override { return done_; }
+  void complete(PoolCore& core) override { publish<R, V>(core, state_, std::move(cbs_), std::move(value_), error_); }
+  void abandon(std::exception_ptr e) override {
+    sent_ = true;
+    if (!done_) fail(0, std::move(e));
+  }
+
+ private:
+  F f_;
+  Item item_;
+  Callbacks<V> cbs_;
+  std::shared_ptr<ResultState<R>> state_;
+  bool sent_ = false, done_ = false;
+  std::optional<V> value_;
+  std::exception_ptr error_;
+};
+
+// ------------------------------------------------------------------- map ---
+
+template <class F, class Item, bool Unpack, class R, class View>
+class MapJob final : public JobBase {
+ public:
+  using V = value_t<R>;
+  using Out = std::conditional_t<std::is_void_v<R>, void, std::vector<V>>;
+  using OutValue = value_t<Out>;
+
+  MapJob(F f, View view, std::size_t chunksize, Callbacks<OutValue> cbs)
+      : f_(std::move(f)),
+        view_(std::move(view)),
+        it_(std::ranges::begin(view_)),
+        total_(static_cast<std::size_t>(std::ranges::size(view_))),
+        chunksize_(std::max<std::size_t>(chunksize, 1)),
+        cbs_(std::move(cbs)),
+        state_(std::make_shared<ResultState<Out>>()) {
+    if constexpr (!std::is_void_v<R>) results_.resize(total_);
+  }
+
+  std::shared_ptr<ResultState<Out>> state() const { return state_; }
+  std::size_t total() const { return total_; }
+
+  std::optional<std::size_t> next_chunk(ChunkWriter& cw) override {
+    if (pulled_ == total_ || abandoned_) return std::nullopt;
+    const std::size_t first = pulled_;
+    cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
+    encode_value(cw.writer(), f_);
+    cw.end_callable();
+    for (std::size_t n = 0; n < chunksize_ && pulled_ < total_; ++n, ++pulled_, ++it_) {
+      cw.begin_item();
+      encode_item<Item, Unpack>(cw.writer(), *it_);
+    }
+    return first;
+  }
+  bool input_exhausted() const override { return pulled_ == total_ || abandoned_; }
+  void deliver(std::size_t index, Reader& r) override {
+    if constexpr (!std::is_void_v<R>) {
+      results_[index].emplace(decode_result<R>(r));
+    }
+    ++answered_;
+  }
+  void fail(std::size_t index, std::exception_ptr e) override {
+    if (index < error_index_) {
+      error_index_ = index;
+      error_ = std::move(e);
+    }
+    ++answered_;
+  }
+  bool finished() const override { return input_exhausted() && answered_ == pulled_; }
+  void complete(PoolCore& core) override {
+    std::optional<OutValue> out;
+    if (!error_) {
+      if constexpr (std::is_void_v<R>) {
+        out.emplace();
+      } else {
+        out.emplace();
+        out->reserve(total_);
+        for (auto& r : results_) out->push_back(std::move(*r));
+        results_.clear();
+      }
+    }
+    publish<Out, OutValue>(core, state_, std::move(cbs_), std::move(out), error_);
+  }
+  void abandon(std::exception_ptr e) override {
+    abandoned_ = true;
+    if (!error_ || error_index_ > pulled_) {
+      error_ = e;
+      error_index_ = 0;
+    }
+    answered_ = pulled_;
+  }
+
+ private:
+  F f_;
+  View view_;
+  std::ranges::iterator_t<View> it_;
+  std::size_t total_;
+  std::size_t chunksize_;
+  Callbacks<OutValue> cbs_;
+  std::shared_ptr<ResultState<Out>> state_;
+  std::vector<std::optional<V>> results_;
+  std::size_t pulled_ = 0, answered_ = 0;
+  std::size_t error_index_ = SIZE_MAX;
+  std::exception_ptr error_;
+  bool abandoned_ = false;
+};
+
+// ------------------------------------------------------------------ imap ---
+
+// What an imap consumer sees; shared by IMapJob and its range.
+template <class V>
+class IMapChannel {
+ public:
+  virtual ~IMapChannel() = default;
+  // The next result (nullopt at the end) or the item's exception.
+  virtual std::optional<V> next() = 0;
+  virtual void cancel() = 0;
+};
+
+template <class F, class Item, bool Unpack, class R, class View, bool Ordered>
+class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
+ public:
+  using V = value_t<R>;
+
+  IMapJob(F f, View view, std::size_t chunksize, std::size_t window, PoolCore* core)
+      : f_(std::move(f)),
+        view_(std::move(view)),
+        it_(std::ranges::begin(view_)),
+        chunksize_(std::max<std::size_t>(chunksize, 1)),
+        window_(std::max(window, chunksize_)),
+        core_(core) {}
+
+  std::optional<std::size_t> next_chunk(ChunkWriter& cw) override {
+    std::lock_guard lock(mu_);
+    if (cancelled_ || input_done_) return std::nullopt;
+    if (it_ == std::ranges::end(view_)) {
+      input_done_ = true;
+      cv_.notify_all();
+      return std::nullopt;
+    }
+    if (pulled_ - consumed_ >= window_) return std::nullopt;
+    const std::size_t first = pulled_;
+    cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
+    encode_value(cw.writer(), f_);
+    cw.end_callable();
+    for (std::size_t n = 0; n < chunksize_ && pulled_ - consumed_ < window_; ++n) {
+      if (it_ == std::ranges::end(view_)) break;
+      cw.begin_item();
+      encode_item<Item, Unpack>(cw.writer(), *it_);
+      pending_.insert(pulled_);
+      ++pulled_;
+      ++it_;
+    }
+    if (it_ == std::ranges::end(view_)) input_done_ = true;
+    return first;
+  }
+  bool input_exhausted() const override {
+    std::lock_guard lock(mu_);
+    return input_done_ || cancelled_;
+  }
+  void deliver(std::size_t index, Reader& r) override {
+    V v = decode_result<R>(r);
+    std::lock_guard lock(mu_);
+    ++answered_;
+    pending_.erase(index);
+    if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(v)});
+    cv_.notify_all();
+  }
+  void fail(std::size_t index, std::exception_ptr e) override {
+    std::lock_guard lock(mu_);
+    ++answered_;
+    pending_.erase(index);
+    if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(e)});
+    cv_.notify_all();
+  }
+  bool finished() const override {
+    std::lock_guard lock(mu_);
+    return (input_done_ || cancelled_) && answered_ == pulled_;
+  }
+  void complete(PoolCore&) override {
+    std::lock_guard lock(mu_);
+    completed_ = true;
+    cv_.notify_all();
+  }
+  void abandon(std::exception_ptr e) override {
+    std::lock_guard lock(mu_);
+    // Every item sent and not answered fails; a consumer that wants more
+    // than was ever sent gets the same error once, then the end.
+    for (std::size_t i : pending_) {
+      if (!cancelled_) outcomes_.emplace(i, Outcome{e});
+      ++answered_;
+    }
+    pending_.clear();
+    if (!input_done_) terminal_ = e;
+    input_done_ = true;
+    cv_.notify_all();
+  }
+
+  std::optional<V> next() override {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      if (Ordered) {
+        auto it = outcomes_.find(next_ordered_);
+        if (it != outcomes_.end()) return take(lock, it);
+      } else if (!outcomes_.empty()) {
+        return take(lock, outcomes_.begin());
+      }
+      const bool all_consumed = consumed_ == pulled_;
+      if (all_consumed && (input_done_ || cancelled_)) {
+        if (terminal_) {
+          auto e = std::exchange(terminal_, nullptr);
+          std::rethrow_exception(e);
+        }
+        return std::nullopt;
+      }
+      cv_.wait(lock);
+    }
+  }
+
+  void cancel() override {
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      outcomes_.clear();
+    }
+    core_->wake();
+  }
+
+ private:
+  struct Outcome {
+    std::variant<V, std::exception_ptr> v;
+  };
+
+  template <class It>
+  std::optional<V> take(std::unique_lock<std::mutex>& lock, It it) {
+    Outcome o = std::move(it->second);
+    outcomes_.erase(it);
+    const bool was_full = pulled_ - consumed_ >= window_;
+    ++consumed_;
+    ++next_ordered_;
+    lock.unlock();
+    if (was_full) core_->wake();  // room for more input
+    if (auto* e = std::get_if<std::exception_ptr>(&o.v)) std::rethrow_exception(*e);
+    return std::move(std::get<V>(o.v));
+  }
+
+  F f_;
+  View view_;
+  std::ranges::iterator_t<View> it_;
+  std::size_t chunksize_;
+  std::size_t window_;
+  PoolCore* core_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::size_t, Outcome> outcomes_;
+  std::size_t pulled_ = 0, answered_ = 0, consumed_ = 0, next_ordered_ = 0;
+  bool input_done_ = false, cancelled_ = false, completed_ = false;
+  std::set<std::size_t> pending_;  // sent, not answered
+  std::exception_ptr terminal_;
+};
+
+}  // namespace mproc::detail

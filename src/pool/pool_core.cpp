@@ -1,0 +1,582 @@
+// pool_core.cpp: the supervisor of a pool (detail/pool_core.hpp).
+
+#include "mproc/detail/pool_core.hpp"
+
+#include <time.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "mproc/detail/remote_error.hpp"
+#include "mproc/errors.hpp"
+
+namespace mproc::detail {
+
+namespace {
+constexpr std::size_t kHeader = 1 + 8 + 8;  // kind, chunk id, invoker key
+constexpr std::size_t kSmallChunk = 64 << 10;
+constexpr int kMaxStartupDeaths = 8;
+
+std::uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+// ---------------------------------------------------------------- chunks ---
+
+void ChunkWriter::begin(std::uint64_t invoker_key) {
+  w_.clear();
+  item_offsets_.clear();
+  key_ = invoker_key;
+  w_.write_pod(PoolMsg::task);
+  w_.write_pod(std::uint64_t{0});  // chunk id, set when sent
+  w_.write_pod(invoker_key);
+  callable_begin_ = w_.size();
+}
+
+void ChunkWriter::end_callable() {
+  callable_end_ = w_.size();
+  w_.write_pod(std::uint32_t{0});  // item count, patched by finish()
+}
+
+void ChunkWriter::begin_item() { item_offsets_.push_back(w_.size()); }
+
+std::uint32_t ChunkWriter::finish() {
+  const auto n = static_cast<std::uint32_t>(item_offsets_.size());
+  std::memcpy(w_.buffer().data() + callable_end_, &n, sizeof n);
+  return n;
+}
+
+struct PoolCore::Chunk {
+  std::uint64_t id = 0;
+  std::shared_ptr<JobBase> job;
+  std::size_t first = 0;
+  std::uint32_t count = 0;
+  std::uint32_t answered = 0;
+  std::vector<std::byte> bytes;
+  std::vector<int> fds;
+  std::size_t callable_begin = 0, callable_end = 0;
+  std::vector<std::size_t> items;
+  std::chrono::steady_clock::time_point last_activity;
+
+  // The items from `from` on, as a new chunk (same callable, same fds).
+  std::unique_ptr<Chunk> slice(std::uint32_t from) const {
+    auto c = std::make_unique<Chunk>();
+    c->job = job;
+    c->first = first + from;
+    c->count = count - from;
+    c->fds = fds;
+    c->bytes.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(callable_end));
+    c->callable_begin = callable_begin;
+    c->callable_end = callable_end;
+    const std::uint32_t n = c->count;
+    const auto* np = reinterpret_cast<const std::byte*>(&n);
+    c->bytes.insert(c->bytes.end(), np, np + sizeof n);
+    const std::size_t shift = items[from] - (callable_end + sizeof n);
+    for (std::uint32_t i = from; i < count; ++i) c->items.push_back(items[i] - shift);
+    c->bytes.insert(c->bytes.end(), bytes.begin() + static_cast<std::ptrdiff_t>(items[from]), bytes.end());
+    return c;
+  }
+};
+
+struct PoolCore::Slot {
+  std::deque<std::unique_ptr<Chunk>> inflight;
+  bool retiring = false;
+  bool timed_out = false;
+  std::uint64_t timeout_chunk = 0;
+  std::uint32_t timeout_item = 0;
+  bool ever_finished_chunk = false;
+};
+
+// ------------------------------------------------------------ lifecycle ---
+
+PoolCore::PoolCore(std::unique_ptr<Transport> transport, PoolCoreOptions options)
+    : transport_(std::move(transport)), options_(std::move(options)), slots_(transport_->slots()) {
+  slot_state_.resize(slots_);
+  callback_thread_ = std::thread([this] { callback_loop(); });
+  supervisor_ = std::thread([this] { supervise(); });
+}
+
+PoolCore::~PoolCore() {
+  terminate();
+  try {
+    join();
+  } catch (...) {
+  }
+}
+
+void PoolCore::submit(std::shared_ptr<JobBase> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (broken_) std::rethrow_exception(broken_);
+    if (state_ != State::run) throw PoolClosedError("mproc::Pool: the pool is closed; no more tasks can be submitted");
+    incoming_.push_back(std::move(job));
+  }
+  transport_->wake();
+}
+
+void PoolCore::close() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::run) state_ = State::close;
+  }
+  transport_->wake();
+}
+
+void PoolCore::terminate() {
+  {
+    std::lock_guard lock(mu_);
+    state_ = State::terminate;
+  }
+  transport_->wake();
+}
+
+bool PoolCore::running() const {
+  std::lock_guard lock(mu_);
+  return state_ == State::run;
+}
+
+std::exception_ptr PoolCore::broken() const {
+  std::lock_guard lock(mu_);
+  return broken_;
+}
+
+void PoolCore::join() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::run) throw Error("mproc::Pool::join: call close() or terminate() first");
+  }
+  std::lock_guard lock(join_mu_);
+  if (joined_) return;
+  if (supervisor_.joinable()) supervisor_.join();
+  {
+    std::lock_guard cb(cb_mu_);
+    cb_stop_ = true;
+  }
+  cb_cv_.notify_all();
+  if (callback_thread_.joinable()) callback_thread_.join();
+  joined_ = true;
+}
+
+void PoolCore::wake() { transport_->wake(); }
+
+void PoolCore::post_callback(std::function<void()> fn) {
+  {
+    std::lock_guard lock(cb_mu_);
+    callbacks_.push_back(std::move(fn));
+  }
+  cb_cv_.notify_one();
+}
+
+void PoolCore::callback_loop() noexcept {
+  std::unique_lock lock(cb_mu_);
+  for (;;) {
+    cb_cv_.wait(lock, [this] { return cb_stop_ || !callbacks_.empty(); });
+    if (callbacks_.empty()) return;  // stopped and drained
+    auto fn = std::move(callbacks_.front());
+    callbacks_.pop_front();
+    lock.unlock();
+    try {
+      fn();
+    } catch (...) {
+      // A callback's exception must not kill this thread (later callbacks
+      // and results still depend on it). It goes to on_callback_error, or
+      // to stderr.
+      if (options_.on_callback_error) {
+        try {
+          options_.on_callback_error(std::current_exception());
+        } catch (...) {
+        }
+      } else {
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "mproc::Pool: exception in a callback: %s\n", e.what());
+        } catch (...) {
+          std::fprintf(stderr, "mproc::Pool: non-standard exception in a callback\n");
+        }
+      }
+    }
+    lock.lock();
+  }
+}
+
+// ------------------------------------------------------------ supervisor ---
+
+bool PoolCore::start_worker(std::size_t slot) {
+  try {
+    transport_->start(slot, options_.init_message, options_.init_fds);
+    return true;
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    if (!broken_) broken_ = std::current_exception();
+    return false;
+  }
+}
+
+void PoolCore::supervise() noexcept {
+  bool graceful = false;
+  try {
+    for (std::size_t i = 0; i < slots_; ++i) {
+      if (!start_worker(i)) break;
+    }
+    for (;;) {
+      State state;
+      std::exception_ptr broken_now;
+      {
+        std::lock_guard lock(mu_);
+        while (!incoming_.empty()) {
+          jobs_.push_back(std::move(incoming_.front()));
+          incoming_.pop_front();
+        }
+        state = state_;
+        broken_now = broken_;
+      }
+      if (state == State::terminate) break;
+      if (broken_now) {
+        fail_everything(broken_now);
+        for (std::size_t i = 0; i < slots_; ++i) transport_->kill(i);
+      } else {
+        dispatch();
+      }
+      bool idle = jobs_.empty() && requeued_.empty();
+      for (const auto& s : slot_state_) idle = idle && s.inflight.empty();
+      if (state == State::close && idle) {
+        graceful = true;
+        break;
+      }
+      Transport::Event e = transport_->wait(next_deadline());
+      switch (e.kind) {
+        case Transport::Event::Kind::message:
+          on_message(e.slot, e.message);
+          break;
+        case Transport::Event::Kind::died:
+          on_death(e.slot, e);
+          break;
+        case Transport::Event::Kind::timeout:
+          check_timeouts();
+          break;
+        case Transport::Event::Kind::wake:
+          break;
+      }
+    }
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    if (!broken_) broken_ = std::current_exception();
+  }
+
+  // Shutdown: the one place that ends workers.
+  try {
+    for (std::size_t i = 0; i < slots_; ++i) {
+      if (!transport_->alive(i)) continue;
+      if (graceful) {
+        transport_->retire(i);
+      } else {
+        transport_->kill(i);
+      }
+    }
+    // Idle workers exit at once when retired; one that does not within the
+    // grace period is killed.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(graceful ? 10 : 60);
+    for (;;) {
+      bool any = false;
+      for (std::size_t i = 0; i < slots_; ++i) any = any || transport_->alive(i);
+      if (!any) break;
+      Transport::Event e = transport_->wait(deadline);
+      if (e.kind == Transport::Event::Kind::timeout) {
+        for (std::size_t i = 0; i < slots_; ++i) transport_->kill(i);
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      } else if (e.kind == Transport::Event::Kind::message && graceful) {
+        on_message(e.slot, e.message);
+      }
+    }
+  } catch (...) {
+  }
+  {
+    std::lock_guard lock(mu_);
+    while (!incoming_.empty()) {
+      jobs_.push_back(std::move(incoming_.front()));
+      incoming_.pop_front();
+    }
+  }
+  std::exception_ptr why = broken();
+  if (!why) why = std::make_exception_ptr(PoolClosedError("mproc::Pool: terminated before the task finished"));
+  fail_everything(why);
+}
+
+bool PoolCore::dispatch() {
+  bool sent = false;
+  for (;;) {
+    // Prefer idle workers; then let a busy one hold one small chunk more.
+    std::optional<std::size_t> target;
+    for (int pass = 0; pass < 2 && !target; ++pass) {
+      for (std::size_t i = 0; i < slots_; ++i) {
+        const Slot& s = slot_state_[i];
+        if (!transport_->alive(i) || s.retiring || s.timed_out) continue;
+        if (s.inflight.size() == static_cast<std::size_t>(pass)) {
+          target = i;
+          break;
+        }
+      }
+    }
+    if (!target) return sent;
+    const bool busy = !slot_state_[*target].inflight.empty();
+
+    std::unique_ptr<Chunk> chunk;
+    if (!requeued_.empty()) {
+      if (busy && requeued_.front()->bytes.size() > kSmallChunk) return sent;
+      chunk = std::move(requeued_.front());
+      requeued_.pop_front();
+    } else {
+      for (const auto& job : jobs_) {
+        ChunkWriter cw;
+        std::optional<std::size_t> first;
+        try {
+          first = job->next_chunk(cw);
+        } catch (...) {
+          // Reading the input or encoding an item failed in the parent: it
+          // is that job's error (e.g. an imap input iterator that threw).
+          job->abandon(std::current_exception());
+          finish_job_if_done(job);
+          return sent;
+        }
+        if (!first) continue;
+        chunk = std::make_unique<Chunk>();
+        chunk->job = job;
+        chunk->first = *first;
+        chunk->count = cw.finish();
+        chunk->callable_begin = cw.callable_begin_;
+        chunk->callable_end = cw.callable_end_;
+        chunk->items = std::move(cw.item_offsets_);
+        chunk->fds = cw.w_.fds();
+        chunk->bytes = std::move(cw.w_.buffer());
+        break;
+      }
+      if (!chunk) return sent;
+      if (chunk->count == 0) continue;
+      if (busy && chunk->bytes.size() > kSmallChunk) {
+        // Too big to wait behind another chunk: keep it for an idle worker.
+        requeued_.push_front(std::move(chunk));
+        return sent;
+      }
+    }
+    chunk->id = next_chunk_id_++;
+    std::memcpy(chunk->bytes.data() + 1, &chunk->id, sizeof chunk->id);
+    chunk->last_activity = std::chrono::steady_clock::now();
+    transport_->send(*target, chunk->bytes, chunk->fds);
+    slot_state_[*target].inflight.push_back(std::move(chunk));
+    sent = true;
+  }
+}
+
+void PoolCore::on_message(std::size_t slot, Message& m) {
+  Slot& s = slot_state_[slot];
+  const std::vector<int> fds = m.raw_fds();
+  Reader r(m.bytes, fds);
+  const auto kind = r.read_pod<PoolMsg>();
+  if (kind == PoolMsg::init_failed) {
+    std::exception_ptr e = make_remote_exception(decode_facts(r));
+    {
+      std::lock_guard lock(mu_);
+      if (!broken_) broken_ = e;
+    }
+    return;
+  }
+  if (kind == PoolMsg::retiring) {
+    s.retiring = true;
+    return;
+  }
+  if (kind != PoolMsg::results) throw SerializationError("mproc::Pool: unexpected message from a worker");
+  const auto id = r.read_pod<std::uint64_t>();
+  const auto first = r.read_pod<std::uint32_t>();
+  const auto count = r.read_pod<std::uint32_t>();
+  auto it = s.inflight.begin();
+  while (it != s.inflight.end() && (*it)->id != id) ++it;
+  if (it == s.inflight.end()) return;  // a chunk already written off
+  Chunk& c = **it;
+  if (first != c.answered || count > c.count - c.answered) {
+    throw SerializationError("mproc::Pool: worker answered items out of order");
+  }
+  s.ever_finished_chunk = true;
+  bool readable = true;
+  std::exception_ptr desync;
+  for (std::uint32_t i = 0; i < count; ++i) {
+    const std::size_t index = c.first + first + i;
+    if (!readable) {
+      c.job->fail(index, desync);
+      continue;
+    }
+    try {
+      const auto tag = r.read_pod<std::uint8_t>();
+      if (tag == 1) {
+        c.job->deliver(index, r);
+      } else if (tag == 0) {
+        c.job->fail(index, make_remote_exception(decode_facts(r)));
+      } else {
+        throw SerializationError("mproc::Pool: malformed result message");
+      }
+    } catch (...) {
+      // A result that cannot be decoded fails its item; the ones after it
+      // in this message cannot be located any more and fail the same way.
+      desync = std::current_exception();
+      readable = false;
+      c.job->fail(index, desync);
+    }
+  }
+  c.answered += count;
+  c.last_activity = std::chrono::steady_clock::now();
+  auto job = c.job;
+  if (c.answered == c.count) s.inflight.erase(it);
+  finish_job_if_done(job);
+}
+
+void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
+  Slot& s = slot_state_[slot];
+  auto inflight = std::move(s.inflight);
+  s.inflight.clear();
+  const int pid = transport_->pid(slot);
+  std::deque<std::unique_ptr<Chunk>> again;
+  std::vector<std::shared_ptr<JobBase>> touched;
+  bool lost_any = false;
+  if (!inflight.empty()) {
+    Chunk& c = *inflight.front();
+    std::uint32_t lost_to = c.count;  // without progress: all unanswered
+    if (const WorkerProgress* p = transport_->progress(slot)) {
+      if (p->chunk_id.load(std::memory_order_acquire) == c.id) {
+        lost_to = std::max(c.answered, std::min(c.count, p->item.load(std::memory_order_acquire) + 1));
+      } else {
+        lost_to = c.answered;  // it died before starting this chunk
+      }
+    }
+    for (std::uint32_t i = c.answered; i < lost_to; ++i) {
+      lost_any = true;
+      const std::size_t index = c.first + i;
+      if (s.timed_out && s.timeout_chunk == c.id && s.timeout_item == i) {
+        c.job->fail(index, std::make_exception_ptr(TimeoutError(
+                               "mproc::Pool: task #" + std::to_string(index) + " exceeded task_timeout; its worker (pid " +
+                               std::to_string(pid) + ") was killed")));
+      } else {
+        c.job->fail(index, std::make_exception_ptr(WorkerLostError(
+                               "mproc::Pool: worker (pid " + std::to_string(pid) + ") died with " + e.death +
+                               " while running task #" + std::to_string(index))));
+      }
+    }
+    touched.push_back(c.job);
+    if (lost_to < c.count) again.push_back(c.slice(lost_to));
+    for (std::size_t k = 1; k < inflight.size(); ++k) {
+      touched.push_back(inflight[k]->job);
+      again.push_back(std::move(inflight[k]));
+    }
+  }
+  while (!again.empty()) {
+    requeued_.push_front(std::move(again.back()));
+    again.pop_back();
+  }
+  const bool expected = s.retiring || s.timed_out;
+  s = Slot{};
+  for (const auto& job : touched) finish_job_if_done(job);
+
+  // A worker that dies before ever finishing a chunk, again and again (a
+  // crashing initializer, a broken spawn), would otherwise be restarted
+  // forever: after a few in a row the pool is declared broken.
+  if (!expected && !lost_any && e.exit_code != 0) {
+    if (++startup_deaths_ >= kMaxStartupDeaths) {
+      std::lock_guard lock(mu_);
+      if (!broken_) {
+        broken_ = std::make_exception_ptr(WorkerLostError(
+            "mproc::Pool: workers keep dying before running any task (last: " + e.death + ")"));
+      }
+      return;
+    }
+  } else {
+    startup_deaths_ = 0;
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::terminate || broken_) return;
+  }
+  start_worker(slot);
+}
+
+void PoolCore::check_timeouts() {
+  if (!options_.task_timeout) return;
+  const auto limit = static_cast<std::uint64_t>(options_.task_timeout->count());
+  const std::uint64_t now = monotonic_ns();
+  for (std::size_t i = 0; i < slots_; ++i) {
+    Slot& s = slot_state_[i];
+    if (s.inflight.empty() || s.timed_out || !transport_->alive(i)) continue;
+    const WorkerProgress* p = transport_->progress(i);
+    const Chunk& c = *s.inflight.front();
+    if (p == nullptr) {
+      const auto age = std::chrono::steady_clock::now() - c.last_activity;
+      if (age > *options_.task_timeout) {
+        s.timed_out = true;
+        s.timeout_chunk = c.id;
+        s.timeout_item = c.answered;
+        transport_->kill(i);
+      }
+      continue;
+    }
+    if (p->running.load(std::memory_order_acquire) == 0 || p->chunk_id.load() != c.id) continue;
+    const std::uint64_t started = p->started_ns.load(std::memory_order_relaxed);
+    if (now > started && now - started > limit) {
+      s.timed_out = true;
+      s.timeout_chunk = c.id;
+      s.timeout_item = p->item.load();
+      transport_->kill(i);
+    }
+  }
+}
+
+Deadline PoolCore::next_deadline() const {
+  if (!options_.task_timeout) return std::nullopt;
+  Deadline best;
+  const auto now_steady = std::chrono::steady_clock::now();
+  const std::uint64_t now = monotonic_ns();
+  for (std::size_t i = 0; i < slots_; ++i) {
+    const Slot& s = slot_state_[i];
+    if (s.inflight.empty() || s.timed_out) continue;
+    std::chrono::steady_clock::time_point at;
+    const WorkerProgress* p = transport_->progress(i);
+    if (p != nullptr) {
+      // Not running yet, or between items: look again soon.
+      if (p->running.load() == 0 || p->chunk_id.load() != s.inflight.front()->id) {
+        at = now_steady + std::chrono::milliseconds(5);
+      } else {
+        const std::uint64_t started = p->started_ns.load();
+        const auto elapsed = std::chrono::nanoseconds(now > started ? now - started : 0);
+        at = now_steady + (*options_.task_timeout - elapsed) + std::chrono::milliseconds(1);
+      }
+    } else {
+      at = s.inflight.front()->last_activity + *options_.task_timeout + std::chrono::milliseconds(1);
+    }
+    if (!best || at < *best) best = at;
+  }
+  return best;
+}
+
+void PoolCore::finish_job_if_done(const std::shared_ptr<JobBase>& job) {
+  if (!job->finished()) return;
+  for (auto it = jobs_.begin(); it != jobs_.end(); ++it) {
+    if (*it == job) {
+      jobs_.erase(it);
+      job->complete(*this);
+      return;
+    }
+  }
+}
+
+void PoolCore::fail_everything(std::exception_ptr error) {
+  for (auto& s : slot_state_) s.inflight.clear();
+  requeued_.clear();
+  auto jobs = std::move(jobs_);
+  jobs_.clear();
+  for (auto& job : jobs) {
+    job->abandon(error);
+    job->complete(*this);
+  }
+}
+
+}  // namespace mproc::detail

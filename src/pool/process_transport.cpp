@@ -1,0 +1,214 @@
+// process_transport.cpp: pool workers as local processes.
+//
+// Each slot is one mproc::Process running pool_worker_main, started with the
+// pool's start method, joined to the pool by a Unix stream socket (tasks in,
+// results out, descriptors of handles riding along as SCM_RIGHTS). A worker
+// that ends shows up on its sentinel; before reporting it dead, everything
+// it managed to send is drained from its socket, so no finished result is
+// ever mistaken for a lost one. Progress slots (which item each worker
+// runs) live in one shared memory region for the whole pool.
+
+#include "process_transport.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace mproc::detail {
+namespace {
+
+std::string describe_exit(int code) {
+  if (code < 0) {
+    const char* abbrev = sigabbrev_np(-code);
+    return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(-code);
+  }
+  return "exit code " + std::to_string(code);
+}
+
+class ProcessTransport final : public Transport {
+ public:
+  explicit ProcessTransport(const ProcessTransportOptions& o)
+      : options_(o),
+        slots_(o.processes),
+        progress_(SharedRegion::create(64 * std::max<std::size_t>(o.processes, 1), "pool-progress")),
+        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+    if (!wake_) throw_errno("mproc::Pool: eventfd");
+  }
+
+  ~ProcessTransport() override {
+    for (auto& s : slots_) {
+      if (s.process.pid() != 0 && s.process.is_alive()) s.process.kill();
+    }
+  }
+
+  std::size_t slots() const noexcept override { return slots_.size(); }
+
+  void start(std::size_t slot, std::span<const std::byte> init, std::span<const int> init_fds) override {
+    Slot& s = slots_[slot];
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("mproc::Pool: socketpair");
+    UniqueFd mine(sv[0]);
+    FdHandle theirs(sv[1]);
+    // Bigger buffers let a chunk and its results move in few system calls.
+    const int buf = 4 << 20;
+    ::setsockopt(mine.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    ::setsockopt(mine.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    ::setsockopt(theirs.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    ::setsockopt(theirs.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    WorkerConfig config{static_cast<std::uint32_t>(slot), options_.maxtasksperchild, options_.flush_each_item};
+    ProcessOptions po;
+    po.name = options_.name_prefix + "-" + std::to_string(++started_);
+    po.daemon = true;
+    po.start_method = options_.start_method;
+    // The target is a captureless lambda: it is identified by its type, so
+    // pools work even in a stripped binary.
+    Process p(po,
+              [](FdHandle sock, RegionHandle progress, WorkerConfig cfg) {
+                pool_worker_main(std::move(sock), std::move(progress), cfg);
+              },
+              theirs, RegionHandle(progress_), config);
+    progress_->as<WorkerProgress>(slot * 64)->running.store(0);
+    progress_->as<WorkerProgress>(slot * 64)->chunk_id.store(0);
+    p.start();
+    theirs.reset();
+    s.process = std::move(p);
+    s.sock = std::move(mine);
+    s.alive = true;
+    s.eof = false;
+    send(slot, init, init_fds);
+  }
+
+  void send(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) override {
+    Slot& s = slots_[slot];
+    if (!s.alive || s.eof) return;
+    try {
+      send_message(s.sock.get(), bytes, fds);
+    } catch (const EOFError&) {
+      s.eof = true;  // the worker died; its sentinel will say how
+    }
+  }
+
+  Event wait(Deadline deadline) override {
+    for (;;) {
+      std::vector<pollfd> pfds;
+      std::vector<std::pair<std::size_t, bool>> who;  // slot, is_socket
+      pfds.push_back({wake_.get(), POLLIN, 0});
+      for (std::size_t i = 0; i < slots_.size(); ++i) {
+        const std::size_t k = (next_ + i) % slots_.size();
+        Slot& s = slots_[k];
+        if (!s.alive) continue;
+        if (!s.eof) {
+          pfds.push_back({s.sock.get(), POLLIN, 0});
+          who.emplace_back(k, true);
+        }
+        pfds.push_back({s.process.sentinel(), POLLIN, 0});
+        who.emplace_back(k, false);
+      }
+      int timeout_ms = -1;
+      if (deadline) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now()).count();
+        timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+      }
+      const int r = retry_eintr([&] { return ::poll(pfds.data(), pfds.size(), timeout_ms); });
+      if (r < 0) throw_errno("mproc::Pool: poll");
+      if (r == 0) return Event{Event::Kind::timeout};
+      if (pfds[0].revents) {
+        std::uint64_t v;
+        [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
+        return Event{Event::Kind::wake};
+      }
+      next_ = (next_ + 1) % std::max<std::size_t>(slots_.size(), 1);
+      // Messages first: a worker's last results must be read before its
+      // death is reported.
+      for (std::size_t i = 0; i < who.size(); ++i) {
+        if (!who[i].second || pfds[i + 1].revents == 0) continue;
+        Event e;
+        if (read_message(who[i].first, e)) return e;
+      }
+      for (std::size_t i = 0; i < who.size(); ++i) {
+        if (who[i].second || pfds[i + 1].revents == 0) continue;
+        const std::size_t k = who[i].first;
+        Slot& s = slots_[k];
+        // Drain what is left on the socket before declaring the death.
+        if (!s.eof && wait_readable(s.sock.get(), 0)) {
+          Event e;
+          if (read_message(k, e)) return e;
+          continue;
+        }
+        s.process.join();
+        const int code = s.process.exitcode().value_or(-SIGKILL);
+        s.alive = false;
+        s.sock.reset();
+        Event e{Event::Kind::died};
+        e.slot = k;
+        e.exit_code = code;
+        e.death = describe_exit(code);
+        return e;
+      }
+    }
+  }
+
+  void wake() override {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+  }
+
+  void kill(std::size_t slot) override {
+    Slot& s = slots_[slot];
+    if (s.alive) s.process.kill();
+  }
+
+  void retire(std::size_t slot) override {
+    Writer w;
+    w.write_pod(PoolMsg::exit);
+    send(slot, w.bytes(), {});
+  }
+
+  bool alive(std::size_t slot) const override { return slots_[slot].alive; }
+  int pid(std::size_t slot) const override { return slots_[slot].process.pid(); }
+  const WorkerProgress* progress(std::size_t slot) const override {
+    return progress_->as<WorkerProgress>(slot * 64);
+  }
+
+ private:
+  struct Slot {
+    Process process;
+    UniqueFd sock;
+    bool alive = false;
+    bool eof = false;
+  };
+
+  // Reads one message from a readable worker socket; false at end of stream.
+  bool read_message(std::size_t k, Event& e) {
+    Slot& s = slots_[k];
+    try {
+      e.message = recv_message(s.sock.get());
+      e.kind = Event::Kind::message;
+      e.slot = k;
+      return true;
+    } catch (const EOFError&) {
+      s.eof = true;
+      return false;
+    }
+  }
+
+  ProcessTransportOptions options_;
+  std::vector<Slot> slots_;
+  std::shared_ptr<SharedRegion> progress_;
+  UniqueFd wake_;
+  std::size_t next_ = 0;
+  std::uint64_t started_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_process_transport(const ProcessTransportOptions& options) {
+  return std::make_unique<ProcessTransport>(options);
+}
+
+}  // namespace mproc::detail
