@@ -8,3 +8,4 @@
 #include "mproc/start_method.hpp"
 #include "mproc/async_result.hpp"
 #include "mproc/pool.hpp"
+#include "mproc/thread_pool.hpp"

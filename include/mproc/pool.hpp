@@ -66,6 +66,15 @@ template <class T>
 struct is_args : std::false_type {};
 template <class... X>
 struct is_args<Args<X...>> : std::true_type {};
+// The decayed first type of a pack, or void for an empty one.
+template <class... A>
+struct first_or_void {
+  using type = void;
+};
+template <class T, class... R>
+struct first_or_void<T, R...> {
+  using type = std::decay_t<T>;
+};
 }  // namespace detail
 
 struct NoInitializer {};
@@ -181,7 +190,7 @@ class Pool {
   // in mproc::args(...).
   template <class F, class... A>
   [[nodiscard]] auto apply_async(F&& f, A&&... a) {
-    if constexpr (sizeof...(A) >= 1 && is_args_v<first_t<A...>>) {
+    if constexpr (detail::is_args<typename detail::first_or_void<A...>::type>::value) {
       auto all = std::forward_as_tuple(std::forward<A>(a)...);
       return std::apply(
           [&](auto&& packed, auto&&... cbs) {
@@ -256,14 +265,6 @@ class Pool {
 
  private:
   struct NoCallbacks {};
-  template <class T>
-  static constexpr bool is_args_v = detail::is_args<T>::value;
-  template <class T, class... Rest>
-  struct first {
-    using type = std::decay_t<T>;
-  };
-  template <class... A>
-  using first_t = typename first<A...>::type;
 
   static PoolOptions<> make_options(std::size_t processes) {
     if (processes == 0) throw Error("mproc::Pool: the number of processes must be at least 1");

@@ -60,6 +60,13 @@ class ChunkWriter {
 
 class PoolCore;
 
+// Where completed jobs run their callbacks: one thread, one at a time.
+class CallbackSink {
+ public:
+  virtual ~CallbackSink() = default;
+  virtual void post_callback(std::function<void()> fn) = 0;
+};
+
 class JobBase {
  public:
   virtual ~JobBase() = default;
@@ -91,7 +98,7 @@ struct PoolCoreOptions {
   std::function<void(std::exception_ptr)> on_callback_error;
 };
 
-class PoolCore {
+class PoolCore final : public CallbackSink {
  public:
   PoolCore(std::unique_ptr<Transport> transport, PoolCoreOptions options);
   ~PoolCore();  // terminate() + join()
@@ -110,7 +117,7 @@ class PoolCore {
   // made room). Any thread.
   void wake();
   // Runs `fn` on the callback thread. Any thread.
-  void post_callback(std::function<void()> fn);
+  void post_callback(std::function<void()> fn) override;
   std::size_t processes() const noexcept { return slots_; }
   bool running() const;
 

@@ -120,7 +120,7 @@ struct Callbacks {
 // that get() returns after it), then makes the result ready even if the
 // callback threw (the throw then goes to the pool's callback error report).
 template <class R, class V>
-void publish(PoolCore& core, std::shared_ptr<ResultState<R>> state, Callbacks<V> cbs,
+void publish(CallbackSink& core, std::shared_ptr<ResultState<R>> state, Callbacks<V> cbs,
              std::optional<V> value, std::exception_ptr error) {
   if (!cbs.any()) {
     if (error) {
