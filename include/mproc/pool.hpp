@@ -94,6 +94,9 @@ struct PoolOptions {
   std::optional<std::chrono::nanoseconds> task_timeout;
   // Receives exceptions thrown by on_result/on_error callbacks.
   std::function<void(std::exception_ptr)> on_callback_error;
+  // Show a progress line (done/total, rate, ETA) on stderr for map,
+  // starmap, imap and imap_unordered, when stderr is a terminal.
+  bool progress = false;
 };
 
 // How many imap items may be taken from the input ahead of the consumer.
@@ -374,7 +377,8 @@ class Pool {
       const std::size_t n = static_cast<std::size_t>(std::ranges::size(range));
       auto job = std::make_shared<detail::MapJob<Fn, Item, Unpack, R, View>>(
           Fn(std::forward<F>(f)), std::views::all(std::forward<Range>(range)),
-          chunksize ? chunksize : auto_chunksize(n), detail::Callbacks<typename detail::MapJob<Fn, Item, Unpack, R, View>::OutValue>{});
+          chunksize ? chunksize : auto_chunksize(n), detail::Callbacks<typename detail::MapJob<Fn, Item, Unpack, R, View>::OutValue>{},
+          progress_);
       auto state = job->state();
       core_->submit(std::move(job));
       state->wait();
@@ -405,7 +409,7 @@ class Pool {
     const std::size_t n = items.size();
     auto job = std::make_shared<Job>(Fn(std::forward<F>(f)), std::views::all(std::move(items)),
                                      chunksize ? chunksize : auto_chunksize(n),
-                                     callbacks<typename Job::OutValue>(std::forward<Cb>(cbs)...));
+                                     callbacks<typename Job::OutValue>(std::forward<Cb>(cbs)...), progress_);
     auto state = job->state();
     core_->submit(std::move(job));
     return AsyncResult<typename Job::Out>(std::move(state));
@@ -422,13 +426,14 @@ class Pool {
     using Job = detail::IMapJob<Fn, Item, false, R, View, Ordered>;
     chunksize = std::max<std::size_t>(chunksize, 1);
     auto job = std::make_shared<Job>(Fn(std::forward<F>(f)), std::views::all(std::forward<Range>(range)), chunksize,
-                                     imap_window(processes(), chunksize), core_.get());
+                                     imap_window(processes(), chunksize), core_.get(), progress_);
     std::shared_ptr<detail::IMapChannel<detail::value_t<R>>> channel = job;
     core_->submit(std::move(job));
     return IMapRange<detail::value_t<R>>(std::move(channel));
   }
 
   std::unique_ptr<detail::PoolCore> core_;
+  bool progress_ = false;
 };
 
 template <class Init, class InitArgs>
@@ -453,6 +458,7 @@ void Pool::start(const PoolOptions<Init, InitArgs>& o) {
     // Handles among initargs must stay open while workers may (re)start.
     keepalive = std::make_shared<InitArgs>(o.initargs);
   }
+  progress_ = o.progress;
   start_core(n, o.start_method.value_or(get_start_method()), o.maxtasksperchild, o.task_timeout, std::move(init),
              std::move(keepalive), o.on_callback_error);
 }

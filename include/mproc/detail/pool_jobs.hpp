@@ -27,6 +27,7 @@
 #include "mproc/async_result.hpp"
 #include "mproc/detail/callable.hpp"
 #include "mproc/detail/pool_core.hpp"
+#include "mproc/detail/progress.hpp"
 #include "mproc/detail/registry.hpp"
 #include "mproc/detail/task_entry.hpp"
 #include "mproc/serialize.hpp"
@@ -207,14 +208,15 @@ class MapJob final : public JobBase {
   using Out = std::conditional_t<std::is_void_v<R>, void, std::vector<V>>;
   using OutValue = value_t<Out>;
 
-  MapJob(F f, View view, std::size_t chunksize, Callbacks<OutValue> cbs)
+  MapJob(F f, View view, std::size_t chunksize, Callbacks<OutValue> cbs, bool progress = false)
       : f_(std::move(f)),
         view_(std::move(view)),
         it_(std::ranges::begin(view_)),
         total_(static_cast<std::size_t>(std::ranges::size(view_))),
         chunksize_(std::max<std::size_t>(chunksize, 1)),
         cbs_(std::move(cbs)),
-        state_(std::make_shared<ResultState<Out>>()) {
+        state_(std::make_shared<ResultState<Out>>()),
+        progress_(progress, total_) {
     if constexpr (!std::is_void_v<R>) results_.resize(total_);
   }
 
@@ -239,6 +241,7 @@ class MapJob final : public JobBase {
       results_[index].emplace(decode_result<R>(r));
     }
     ++answered_;
+    progress_.advance();
   }
   void fail(std::size_t index, std::exception_ptr e) override {
     if (index < error_index_) {
@@ -246,9 +249,11 @@ class MapJob final : public JobBase {
       error_ = std::move(e);
     }
     ++answered_;
+    progress_.advance();
   }
   bool finished() const override { return input_exhausted() && answered_ == pulled_; }
   void complete(PoolCore& core) override {
+    progress_.finish();
     std::optional<OutValue> out;
     if (!error_) {
       if constexpr (std::is_void_v<R>) {
@@ -284,6 +289,7 @@ class MapJob final : public JobBase {
   std::size_t error_index_ = SIZE_MAX;
   std::exception_ptr error_;
   bool abandoned_ = false;
+  Progress progress_;
 };
 
 // ------------------------------------------------------------------ imap ---
@@ -303,13 +309,22 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
  public:
   using V = value_t<R>;
 
-  IMapJob(F f, View view, std::size_t chunksize, std::size_t window, PoolCore* core)
+  IMapJob(F f, View view, std::size_t chunksize, std::size_t window, PoolCore* core, bool progress = false)
       : f_(std::move(f)),
         view_(std::move(view)),
         it_(std::ranges::begin(view_)),
         chunksize_(std::max<std::size_t>(chunksize, 1)),
         window_(std::max(window, chunksize_)),
-        core_(core) {}
+        core_(core),
+        progress_(progress, known_size(view_)) {}
+
+  static std::optional<std::size_t> known_size(View& v) {
+    if constexpr (std::ranges::sized_range<View>) {
+      return static_cast<std::size_t>(std::ranges::size(v));
+    } else {
+      return std::nullopt;
+    }
+  }
 
   std::optional<std::size_t> next_chunk(ChunkWriter& cw) override {
     std::lock_guard lock(mu_);
@@ -346,6 +361,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     pending_.erase(index);
     if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(v)});
     cv_.notify_all();
+    progress_.advance();
   }
   void fail(std::size_t index, std::exception_ptr e) override {
     std::lock_guard lock(mu_);
@@ -353,12 +369,14 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     pending_.erase(index);
     if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(e)});
     cv_.notify_all();
+    progress_.advance();
   }
   bool finished() const override {
     std::lock_guard lock(mu_);
     return (input_done_ || cancelled_) && answered_ == pulled_;
   }
   void complete(PoolCore&) override {
+    progress_.finish();
     std::lock_guard lock(mu_);
     completed_ = true;
     cv_.notify_all();
@@ -439,6 +457,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   bool input_done_ = false, cancelled_ = false, completed_ = false;
   std::set<std::size_t> pending_;  // sent, not answered
   std::exception_ptr terminal_;
+  Progress progress_;
 };
 
 }  // namespace mproc::detail
