@@ -149,10 +149,18 @@ class IMapRange {
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // Python's next(it): the next result, or nullopt at the end.
+  // Python's next(it): the next result, or nullopt at the end. Do not mix
+  // with range-for on the same range.
   std::optional<V> next() {
-    if (!started_) started_ = true;
+    started_ = true;
     return ch_->next();
+  }
+  // Python's it.next(timeout): throws mproc::TimeoutError if no result is
+  // ready within `timeout` (the iteration may go on afterwards).
+  template <class Rep, class Period>
+  std::optional<V> next(std::chrono::duration<Rep, Period> timeout) {
+    started_ = true;
+    return ch_->next(detail::deadline_after(timeout));
   }
 
  private:

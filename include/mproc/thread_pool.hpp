@@ -129,7 +129,7 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
     cv_.notify_all();
   }
 
-  std::optional<V> next() override {
+  std::optional<V> next(Deadline deadline = std::nullopt) override {
     std::unique_lock lock(mu_);
     for (;;) {
       auto it = Ordered ? outcomes_.find(next_) : outcomes_.begin();
@@ -147,7 +147,11 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
         if (terminal_) std::rethrow_exception(std::exchange(terminal_, nullptr));
         return std::nullopt;
       }
-      cv_.wait(lock);
+      if (!deadline) {
+        cv_.wait(lock);
+      } else if (cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
+        throw TimeoutError("mproc::ThreadPool::imap: no result within the timeout");
+      }
     }
   }
   void cancel() override {

@@ -45,7 +45,7 @@ void ChunkWriter::begin_item() { item_offsets_.push_back(w_.size()); }
 
 std::uint32_t ChunkWriter::finish() {
   const auto n = static_cast<std::uint32_t>(item_offsets_.size());
-  std::memcpy(w_.buffer().data() + callable_end_, &n, sizeof n);
+  std::memcpy(w_.data() + callable_end_, &n, sizeof n);
   return n;
 }
 

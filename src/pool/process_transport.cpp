@@ -62,7 +62,9 @@ class ProcessTransport final : public Transport {
     ::setsockopt(theirs.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     WorkerConfig config{static_cast<std::uint32_t>(slot), options_.maxtasksperchild, options_.flush_each_item};
     ProcessOptions po;
-    po.name = options_.name_prefix + "-" + std::to_string(++started_);
+    // Python's names: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
+    static constexpr const char* kPrefix[] = {"ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker"};
+    po.name = std::string(kPrefix[static_cast<int>(options_.start_method)]) + "-" + std::to_string(++started_);
     po.daemon = true;
     po.start_method = options_.start_method;
     // The target is a captureless lambda: it is identified by its type, so

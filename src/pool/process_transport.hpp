@@ -17,7 +17,6 @@ struct ProcessTransportOptions {
   StartMethod start_method = StartMethod::fork;
   std::uint32_t maxtasksperchild = 0;
   bool flush_each_item = false;
-  std::string name_prefix = "PoolWorker";
 };
 
 std::unique_ptr<Transport> make_process_transport(const ProcessTransportOptions& options);

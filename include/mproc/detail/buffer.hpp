@@ -26,11 +26,14 @@ class Writer {
  public:
   Writer() = default;
 
+  // The hot path of every encoder: a bounds check and a memcpy. The vector's
+  // size is the capacity in use; `size_` is what has been written (so
+  // growing never zero-fills byte by byte, and small writes stay inline).
   void write(const void* data, std::size_t n) {
     if (n == 0) return;
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + n);
-    std::memcpy(bytes_.data() + at, data, n);
+    if (size_ + n > bytes_.size()) grow(size_ + n);
+    std::memcpy(bytes_.data() + size_, data, n);
+    size_ += n;
   }
   template <class T>
   void write_pod(const T& v) {
@@ -41,9 +44,10 @@ class Writer {
   // Reserves n bytes at the end and returns where to put them: lets a
   // caller fill the buffer in place (no intermediate copy).
   std::byte* extend(std::size_t n) {
-    const std::size_t at = bytes_.size();
-    bytes_.resize(at + n);
-    return bytes_.data() + at;
+    if (size_ + n > bytes_.size()) grow(size_ + n);
+    std::byte* at = bytes_.data() + size_;
+    size_ += n;
+    return at;
   }
 
   // Records a descriptor to travel with the message and writes its index.
@@ -56,21 +60,33 @@ class Writer {
   // Drops everything written after the first `nbytes` bytes and `nfds`
   // descriptors (to undo a value that failed to encode halfway).
   void truncate(std::size_t nbytes, std::size_t nfds) {
-    if (nbytes < bytes_.size()) bytes_.resize(nbytes);
+    if (nbytes < size_) size_ = nbytes;
     if (nfds < fds_.size()) fds_.resize(nfds);
   }
 
-  std::span<const std::byte> bytes() const noexcept { return bytes_; }
-  std::vector<std::byte>& buffer() noexcept { return bytes_; }
+  std::span<const std::byte> bytes() const noexcept { return {bytes_.data(), size_}; }
+  std::byte* data() noexcept { return bytes_.data(); }
+  // The written bytes as a vector (to move them out, or patch them).
+  std::vector<std::byte>& buffer() {
+    bytes_.resize(size_);
+    return bytes_;
+  }
   const std::vector<int>& fds() const noexcept { return fds_; }
-  std::size_t size() const noexcept { return bytes_.size(); }
+  std::size_t size() const noexcept { return size_; }
   void clear() noexcept {
-    bytes_.clear();
+    size_ = 0;
     fds_.clear();
   }
 
  private:
+  void grow(std::size_t need) {
+    std::size_t cap = bytes_.size() < 256 ? 256 : bytes_.size() * 2;
+    while (cap < need) cap *= 2;
+    bytes_.resize(cap);
+  }
+
   std::vector<std::byte> bytes_;
+  std::size_t size_ = 0;
   std::vector<int> fds_;
 };
 

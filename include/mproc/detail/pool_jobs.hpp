@@ -299,8 +299,9 @@ template <class V>
 class IMapChannel {
  public:
   virtual ~IMapChannel() = default;
-  // The next result (nullopt at the end) or the item's exception.
-  virtual std::optional<V> next() = 0;
+  // The next result (nullopt at the end) or the item's exception. With a
+  // deadline, throws mproc::TimeoutError if nothing is ready by then.
+  virtual std::optional<V> next(Deadline deadline = std::nullopt) = 0;
   virtual void cancel() = 0;
 };
 
@@ -395,7 +396,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     cv_.notify_all();
   }
 
-  std::optional<V> next() override {
+  std::optional<V> next(Deadline deadline = std::nullopt) override {
     std::unique_lock lock(mu_);
     for (;;) {
       if (Ordered) {
@@ -412,7 +413,11 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
         }
         return std::nullopt;
       }
-      cv_.wait(lock);
+      if (!deadline) {
+        cv_.wait(lock);
+      } else if (cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
+        throw TimeoutError("mproc::Pool::imap: no result within the timeout");
+      }
     }
   }
 

@@ -49,6 +49,9 @@ struct TaskEntry {
     ItemSink& sink = *current_item_sink();
     F f = decode_value<F>(in);
     const auto count = in.read_pod<std::uint32_t>();
+    // One scope for the chunk: each throw records its stack, and an item's
+    // exception is described before the next item runs.
+    TracebackScope traceback;
     for (std::uint32_t i = 0; i < count; ++i) {
       sink.begin_item(i);
       std::optional<Item> item;
@@ -66,7 +69,6 @@ struct TaskEntry {
         return;
       }
       try {
-        TracebackScope traceback;
         using R = decltype(call_item<F, Item, Unpack>(f, *item));
         if constexpr (std::is_void_v<R>) {
           call_item<F, Item, Unpack>(f, *item);
