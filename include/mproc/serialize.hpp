@@ -40,7 +40,9 @@
 #include <new>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <unordered_map>
@@ -94,6 +96,15 @@ inline constexpr bool is_bitwise_vector_v = false;
 template <class E, class A>
 inline constexpr bool is_bitwise_vector_v<std::vector<E, A>> =
     !std::is_same_v<E, bool> && is_bitwise_v_fwd<E>();
+
+// Non-owning views: trivially copyable, but only a pointer into this
+// process's memory. Sent bitwise they would dangle in the receiver.
+template <class T>
+inline constexpr bool is_view_v = false;
+template <class C, class Tr>
+inline constexpr bool is_view_v<std::basic_string_view<C, Tr>> = true;
+template <class E, std::size_t N>
+inline constexpr bool is_view_v<std::span<E, N>> = true;
 
 template <class T>
 inline constexpr bool is_function_pointer_v =
@@ -149,7 +160,7 @@ inline constexpr bool cereal_knows_v =
 template <class T>
 inline constexpr bool is_bitwise_v =
     std::is_arithmetic_v<T> || std::is_enum_v<T> ||
-    (std::is_class_v<T> && std::is_trivially_copyable_v<T> && !has_mproc_hook<T> &&
+    (std::is_class_v<T> && std::is_trivially_copyable_v<T> && !has_mproc_hook<T> && !is_view_v<T> &&
      !cereal_knows_v<T> && !is_spec_v<T, std::pair> && !is_spec_v<T, std::tuple> &&
      !is_spec_v<T, std::optional> && !is_spec_v<T, std::variant> && !is_std_array_v<T> &&
      !is_duration_v<T>);
@@ -181,7 +192,7 @@ constexpr bool serializable_impl() {
     return true;
   } else if constexpr (is_function_pointer_v<T>) {
     return true;
-  } else if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T>) {
+  } else if constexpr (std::is_pointer_v<T> || std::is_member_pointer_v<T> || is_view_v<T>) {
     return false;
   } else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::monostate>) {
     return true;
@@ -280,8 +291,10 @@ void encode_value(Writer& w, const T& v) {
       encode_value(w, m);
     }
   } else if constexpr (is_std_array_v<T>) {
-    if constexpr (is_bitwise_v<typename T::value_type>) {
-      w.write(v.data(), sizeof v);
+    if constexpr (std::tuple_size_v<T> == 0) {
+      // Nothing to say (and data() may be null).
+    } else if constexpr (is_bitwise_v<typename T::value_type>) {
+      w.write(v.data(), std::tuple_size_v<T> * sizeof(typename T::value_type));
     } else {
       for (const auto& e : v) encode_value(w, e);
     }
@@ -317,11 +330,12 @@ T decode_value(Reader& r) {
     // into suitably aligned storage creates the object (C++20 [intro.object]).
     alignas(T) unsigned char raw[sizeof(T)];
     r.read(raw, sizeof(T));
-    T out = *std::launder(reinterpret_cast<T*>(raw));
+    // Checked before the bytes are read as a bool: loading a bool whose
+    // byte is not 0 or 1 is already undefined behaviour.
     if constexpr (std::is_same_v<T, bool>) {
       if (raw[0] > 1) throw SerializationError("mproc: malformed message: bad bool");
     }
-    return out;
+    return *std::launder(reinterpret_cast<T*>(raw));
   } else if constexpr (std::is_same_v<T, std::string>) {
     const std::size_t n = r.read_count(1);
     auto bytes = r.take(n);
@@ -358,10 +372,12 @@ T decode_value(Reader& r) {
     return out;
   } else if constexpr (is_std_array_v<T>) {
     using E = typename T::value_type;
-    if constexpr (is_bitwise_v<E>) {
-      alignas(T) unsigned char raw[sizeof(T)];
-      r.read(raw, sizeof(T));
-      return *std::launder(reinterpret_cast<T*>(raw));
+    if constexpr (std::tuple_size_v<T> == 0) {
+      return T{};
+    } else if constexpr (is_bitwise_v<E>) {
+      T out;
+      r.read(out.data(), std::tuple_size_v<T> * sizeof(E));
+      return out;
     } else {
       return [&r]<std::size_t... I>(std::index_sequence<I...>) {
         return T{((void)I, decode_value<E>(r))...};
@@ -413,7 +429,8 @@ struct serializable_check {
                 "captures are all trivially copyable (capture by value; no std::string or "
                 "std::vector captures: pass those as arguments instead), or give your type a "
                 "cereal serialize(Archive&) function. Raw pointers, references and "
-                "std::function cannot be sent. The offending type is in the instantiation "
+                "std::function, std::string_view and std::span cannot be sent (send std::string "
+                "or std::vector). The offending type is in the instantiation "
                 "trace below.");
   static constexpr bool ok = true;
 };

@@ -51,6 +51,10 @@ pid_t spawn_self(int child_end, const char* env_name) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child_end, target);
+  // What the child inherits is an allowlist: 0, 1, 2 and the socket. Any
+  // other descriptor this process holds without CLOEXEC (often inherited
+  // from whoever started us) is closed in the child (glibc >= 2.34).
+  posix_spawn_file_actions_addclosefrom_np(&fa, target + 1);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none;

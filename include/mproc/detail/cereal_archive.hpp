@@ -63,9 +63,19 @@ void CEREAL_SAVE_FUNCTION_NAME(CerealOut& ar, const T& t) {
   ar.saveBinary(std::addressof(t), sizeof t);
 }
 template <class T>
-  requires std::is_arithmetic_v<T>
+  requires(std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
 void CEREAL_LOAD_FUNCTION_NAME(CerealIn& ar, T& t) {
   ar.loadBinary(std::addressof(t), sizeof t);
+}
+// A bool is one byte on the wire, and only 0 and 1 are bools: any other byte
+// would make a bool object with an invalid value (undefined behaviour when
+// read; cereal's own std::optional flag goes through here).
+inline void CEREAL_LOAD_FUNCTION_NAME(CerealIn& ar, bool& t) {
+  static_assert(sizeof(bool) == 1);
+  unsigned char b = 0;
+  ar.loadBinary(&b, 1);
+  if (b > 1) throw SerializationError("mproc: malformed message: bad bool");
+  t = b != 0;
 }
 
 template <class T>
