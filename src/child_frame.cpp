@@ -27,29 +27,37 @@ void encode_child_frame(Writer& w, const Job& job) {
   job.encode(w);
 }
 
+void decode_child_frame_header(Reader& r, ChildFrameHeader& out) {
+  if (r.read_pod<std::uint32_t>() != kMagic || r.read_pod<std::uint16_t>() != kVersion) {
+    throw SerializationError("mproc: child frame has a wrong magic number or version");
+  }
+  out.name = decode<std::string>(r);
+  out.parent_pid = decode<std::int32_t>(r);
+  out.parent_name = decode<std::string>(r);
+  const auto daemon = decode<std::uint8_t>(r);
+  if (daemon > 1) throw SerializationError("mproc: child frame has a bad daemon flag");
+  out.daemon = daemon != 0;
+  const auto method = decode<std::uint8_t>(r);
+  if (method > 2) throw SerializationError("mproc: child frame has a bad start method");
+  out.method = static_cast<StartMethod>(method);
+  out.invoker = find_invoker(r.read_pod<std::uint64_t>());
+}
+
 int run_child_frame(std::span<const std::byte> bytes, std::span<const int> fds, bool direct) noexcept {
-  std::string name = "Process-?";
+  ChildFrameHeader h;
+  h.name = "Process-?";
   try {
     Reader r(bytes, fds);
-    if (r.read_pod<std::uint32_t>() != kMagic || r.read_pod<std::uint16_t>() != kVersion) {
-      throw SerializationError("mproc: child frame has a wrong magic number or version");
-    }
-    name = decode<std::string>(r);
-    const auto parent_pid = decode<std::int32_t>(r);
-    const auto parent_name = decode<std::string>(r);
-    const auto daemon = decode<std::uint8_t>(r);
-    const auto method = decode<std::uint8_t>(r);
-    if (method > 2) throw SerializationError("mproc: child frame has a bad start method");
-    if (direct && ::getppid() != parent_pid) ::_exit(1);  // orphaned before PDEATHSIG was set
-    become_child(name, daemon != 0, parent_pid, parent_name);
-    set_start_method(static_cast<StartMethod>(method), true);
-    const Invoker invoke = find_invoker(r.read_pod<std::uint64_t>());
+    decode_child_frame_header(r, h);
+    if (direct && ::getppid() != h.parent_pid) ::_exit(1);  // orphaned before PDEATHSIG was set
+    become_child(h.name, h.daemon, h.parent_pid, h.parent_name);
+    set_start_method(h.method, true);
     return run_target([&] {
       Writer unused;
-      invoke(r, unused);
+      h.invoker(r, unused);
     });
   } catch (...) {
-    identity().name = name;
+    identity().name = h.name;
     return run_target([] { throw; });
   }
 }

@@ -11,6 +11,10 @@
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <typeinfo>
+#if defined(__GLIBCXX__)
+#include <ext/stdio_sync_filebuf.h>
+#endif
 
 #include "mproc/detail/fd.hpp"
 #include "mproc/detail/remote_error.hpp"
@@ -78,11 +82,33 @@ int run_target(const std::function<void()>& body) noexcept {
   }
 }
 
+namespace {
+
+// Does this C++ standard stream hold output of its own? By default
+// (synchronized with stdio) std::cout, std::cerr and std::clog write straight
+// into stdio's buffers, which fflush(nullptr) empties; flushing them as well
+// is pure cost, and in a freshly forked child a real one: every flush writes
+// to libstdc++ and libc pages still shared with the parent, and each such
+// page is a copy-on-write fault (about a tenth of a fork-method Process's
+// start+join here). Only after std::ios_base::sync_with_stdio(false), or
+// with a user-installed streambuf, is there something to flush.
+bool has_own_buffer(const std::ostream& s) noexcept {
+#if defined(__GLIBCXX__)
+  const std::streambuf* b = s.rdbuf();
+  return b != nullptr && typeid(*b) != typeid(__gnu_cxx::stdio_sync_filebuf<char>);
+#else
+  (void)s;
+  return true;
+#endif
+}
+
+}  // namespace
+
 void flush_std_streams() noexcept {
   try {
-    std::cout.flush();
-    std::cerr.flush();
-    std::clog.flush();
+    if (has_own_buffer(std::cout)) std::cout.flush();
+    if (has_own_buffer(std::cerr)) std::cerr.flush();
+    if (has_own_buffer(std::clog)) std::clog.flush();
   } catch (...) {
   }
   std::fflush(nullptr);

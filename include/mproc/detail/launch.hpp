@@ -18,6 +18,7 @@
 #include <string>
 
 #include "mproc/detail/buffer.hpp"
+#include "mproc/detail/registry.hpp"
 #include "mproc/start_method.hpp"
 
 namespace mproc::detail {
@@ -67,6 +68,24 @@ int run_target(const std::function<void()>& body) noexcept;
 // Writes the frame every fresh (spawn/forkserver) child receives: who it is,
 // then the job's own bytes.
 void encode_child_frame(Writer& w, const Job& job);
+
+// The header of a child frame: everything encode_child_frame writes before
+// the job's payload, with the invoker already looked up in the registry.
+struct ChildFrameHeader {
+  std::string name;
+  int parent_pid = 0;
+  std::string parent_name;
+  bool daemon = false;
+  StartMethod method = StartMethod::fork;
+  Invoker invoker = nullptr;
+};
+
+// Reads a child frame's header from `r` into `out` (fields in wire order, so
+// on failure the fields read so far are kept: `name` first), leaving `r` at
+// the invoker's payload. Pure: it changes nothing in this process and runs
+// nothing. Throws SerializationError on a malformed, truncated or foreign
+// frame, or one naming an unknown invoker.
+void decode_child_frame_header(Reader& r, ChildFrameHeader& out);
 
 // In a child started by spawn/forkserver: decodes a frame made by
 // encode_child_frame, adopts the identity, runs the invoker; returns the
