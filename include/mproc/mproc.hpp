@@ -9,3 +9,6 @@
 #include "mproc/async_result.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/thread_pool.hpp"
+#include "mproc/shared_memory.hpp"
+#include "mproc/shared_value.hpp"
+#include "mproc/sync.hpp"
