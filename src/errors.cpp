@@ -136,16 +136,23 @@ RemoteFacts describe_current_exception() noexcept {
 std::exception_ptr make_remote_exception(const RemoteFacts& f) {
   try {
     if (f.rebuild_as == "std::bad_alloc") throw RemoteBadAlloc(f.type_name, f.message, f.traceback);
-    if (!f.rebuild_as.empty()) {
+    {
+      // The exact type if this process registered it (the worker may not
+      // have: under spawn it runs main() only up to init()), else the
+      // nearest registered type the worker found.
       std::function<void(const std::string&, const std::string&, const std::string&)> rethrow;
       {
         Kinds& k = kinds();
         std::lock_guard lock(k.mu);
         for (const auto& kind : k.list) {
-          if (kind.type_name == f.rebuild_as) {
+          if (kind.type_name == f.type_name) {
             rethrow = kind.rethrow;
             break;
           }
+        }
+        for (const auto& kind : k.list) {
+          if (rethrow || f.rebuild_as.empty()) break;
+          if (kind.type_name == f.rebuild_as) rethrow = kind.rethrow;
         }
       }
       // Rebuilt as the nearest registered type; type_name() still reports

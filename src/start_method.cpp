@@ -56,14 +56,16 @@ const std::vector<std::string>& saved_argv() { return g_argv; }
 }  // namespace detail
 
 void init(int argc, char** argv) {
+  // Recorded first: a spawned child (or the forkserver's children) may
+  // itself start spawn/forkserver processes and pools.
+  if (!detail::g_initialized.exchange(true)) {
+    for (int i = 0; i < argc; ++i) detail::g_argv.emplace_back(argv[i] ? argv[i] : "");
+  }
   if (const int fd = detail::take_env_fd("MPROC_FORKSERVER_FD"); fd >= 0) {
     detail::forkserver_main(fd);
   }
   if (const int fd = detail::take_env_fd("MPROC_SPAWN_FD"); fd >= 0) {
     detail::spawned_child_main(fd);
-  }
-  if (!detail::g_initialized.exchange(true)) {
-    for (int i = 0; i < argc; ++i) detail::g_argv.emplace_back(argv[i] ? argv[i] : "");
   }
 }
 

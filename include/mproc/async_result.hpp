@@ -176,6 +176,19 @@ OnError<std::decay_t<F>> on_error(F&& f) {
   return {std::forward<F>(f)};
 }
 
+namespace detail {
+template <class T>
+struct is_callback : std::false_type {};
+template <class F>
+struct is_callback<OnResult<F>> : std::true_type {};
+template <class F>
+struct is_callback<OnError<F>> : std::true_type {};
+}  // namespace detail
+
+// What may trail an _async call: mproc::on_result(...) / mproc::on_error(...).
+template <class T>
+concept callback_arg = detail::is_callback<std::decay_t<T>>::value;
+
 // apply_async's arguments when callbacks follow:
 //   pool.apply_async(f, mproc::args(2, 3), mproc::on_result(cb));
 template <class... A>

@@ -232,20 +232,20 @@ class Pool {
     return map_impl<true>(std::forward<F>(f), std::forward<Range>(range), chunksize);
   }
   // Non-blocking map; the input is copied at the call (as Python's list()).
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto map_async(F&& f, Range&& range, Cb&&... cbs) {
     return map_async_impl<false>(std::forward<F>(f), std::forward<Range>(range), 0, std::forward<Cb>(cbs)...);
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto map_async(F&& f, Range&& range, std::size_t chunksize, Cb&&... cbs) {
     return map_async_impl<false>(std::forward<F>(f), std::forward<Range>(range), chunksize,
                                  std::forward<Cb>(cbs)...);
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto starmap_async(F&& f, Range&& range, Cb&&... cbs) {
     return map_async_impl<true>(std::forward<F>(f), std::forward<Range>(range), 0, std::forward<Cb>(cbs)...);
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto starmap_async(F&& f, Range&& range, std::size_t chunksize, Cb&&... cbs) {
     return map_async_impl<true>(std::forward<F>(f), std::forward<Range>(range), chunksize,
                                 std::forward<Cb>(cbs)...);

@@ -281,20 +281,20 @@ class ThreadPool {
     auto r = map_async_impl<true>(std::forward<F>(f), std::forward<Range>(range), chunksize, nullptr);
     return r.get();
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto map_async(F&& f, Range&& range, Cb&&... cbs) {
     return map_async_impl<false>(std::forward<F>(f), std::forward<Range>(range), 0, nullptr, std::forward<Cb>(cbs)...);
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto map_async(F&& f, Range&& range, std::size_t chunksize, Cb&&... cbs) {
     return map_async_impl<false>(std::forward<F>(f), std::forward<Range>(range), chunksize, nullptr,
                                  std::forward<Cb>(cbs)...);
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto starmap_async(F&& f, Range&& range, Cb&&... cbs) {
     return map_async_impl<true>(std::forward<F>(f), std::forward<Range>(range), 0, nullptr, std::forward<Cb>(cbs)...);
   }
-  template <class F, std::ranges::input_range Range, class... Cb>
+  template <class F, std::ranges::input_range Range, callback_arg... Cb>
   [[nodiscard]] auto starmap_async(F&& f, Range&& range, std::size_t chunksize, Cb&&... cbs) {
     return map_async_impl<true>(std::forward<F>(f), std::forward<Range>(range), chunksize, nullptr,
                                 std::forward<Cb>(cbs)...);

@@ -61,12 +61,12 @@ struct PoolCore::Chunk {
   std::vector<std::size_t> items;
   std::chrono::steady_clock::time_point last_activity;
 
-  // The items from `from` on, as a new chunk (same callable, same fds).
-  std::unique_ptr<Chunk> slice(std::uint32_t from) const {
+  // The items [from, to) as a new chunk (same callable, same fds).
+  std::unique_ptr<Chunk> slice(std::uint32_t from, std::uint32_t to) const {
     auto c = std::make_unique<Chunk>();
     c->job = job;
     c->first = first + from;
-    c->count = count - from;
+    c->count = to - from;
     c->fds = fds;
     c->bytes.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(callable_end));
     c->callable_begin = callable_begin;
@@ -75,8 +75,10 @@ struct PoolCore::Chunk {
     const auto* np = reinterpret_cast<const std::byte*>(&n);
     c->bytes.insert(c->bytes.end(), np, np + sizeof n);
     const std::size_t shift = items[from] - (callable_end + sizeof n);
-    for (std::uint32_t i = from; i < count; ++i) c->items.push_back(items[i] - shift);
-    c->bytes.insert(c->bytes.end(), bytes.begin() + static_cast<std::ptrdiff_t>(items[from]), bytes.end());
+    for (std::uint32_t i = from; i < to; ++i) c->items.push_back(items[i] - shift);
+    const std::size_t end = to < count ? items[to] : bytes.size();
+    c->bytes.insert(c->bytes.end(), bytes.begin() + static_cast<std::ptrdiff_t>(items[from]),
+                    bytes.begin() + static_cast<std::ptrdiff_t>(end));
     return c;
   }
 };
@@ -230,6 +232,9 @@ void PoolCore::supervise() noexcept {
         while (!incoming_.empty()) {
           jobs_.push_back(std::move(incoming_.front()));
           incoming_.pop_front();
+          // A job can be finished on arrival (a map over an empty input):
+          // no outcome will ever come to complete it.
+          if (jobs_.back()->input_exhausted() && jobs_.back()->finished()) drained_.push_back(jobs_.back());
         }
         state = state_;
         broken_now = broken_;
@@ -240,6 +245,12 @@ void PoolCore::supervise() noexcept {
         for (std::size_t i = 0; i < slots_; ++i) transport_->kill(i);
       } else {
         dispatch();
+      }
+      // Jobs that finished without a last outcome (see drained_).
+      while (!drained_.empty()) {
+        auto job = std::move(drained_.back());
+        drained_.pop_back();
+        finish_job_if_done(job);
       }
       bool idle = jobs_.empty() && requeued_.empty();
       for (const auto& s : slot_state_) idle = idle && s.inflight.empty();
@@ -342,7 +353,12 @@ bool PoolCore::dispatch() {
           finish_job_if_done(job);
           return sent;
         }
-        if (!first) continue;
+        if (!first) {
+          // An imap over an empty input, or cancelled after its last
+          // answer, learns that it is finished here, not from an outcome.
+          if (job->input_exhausted() && job->finished()) drained_.push_back(job);
+          continue;
+        }
         chunk = std::make_unique<Chunk>();
         chunk->job = job;
         chunk->first = *first;
@@ -442,15 +458,26 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
   bool lost_any = false;
   if (!inflight.empty()) {
     Chunk& c = *inflight.front();
-    std::uint32_t lost_to = c.count;  // without progress: all unanswered
+    // Only the item that was running fails. Items of the chunk that had
+    // finished but whose results died with the worker (results are sent in
+    // batches, worker_main.cpp) run again, as do the items not yet started:
+    // "a worker's death fails that task only". Without a progress slot the
+    // running item is unknown, and every unanswered item fails.
+    std::uint32_t fail_from = c.answered, fail_to = c.answered;  // the items that fail
     if (const WorkerProgress* p = transport_->progress(slot)) {
-      if (p->chunk_id.load(std::memory_order_acquire) == c.id) {
-        lost_to = std::max(c.answered, std::min(c.count, p->item.load(std::memory_order_acquire) + 1));
-      } else {
-        lost_to = c.answered;  // it died before starting this chunk
+      if (p->chunk_id.load(std::memory_order_acquire) == c.id && p->running.load(std::memory_order_acquire) != 0) {
+        const std::uint32_t k = p->item.load(std::memory_order_acquire);
+        if (k >= c.answered && k < c.count) {
+          fail_from = k;
+          fail_to = k + 1;
+        }
       }
+      // Otherwise it died between items, or before starting this chunk:
+      // no item was running, and all unanswered ones run again.
+    } else {
+      fail_to = c.count;
     }
-    for (std::uint32_t i = c.answered; i < lost_to; ++i) {
+    for (std::uint32_t i = fail_from; i < fail_to; ++i) {
       lost_any = true;
       const std::size_t index = c.first + i;
       if (s.timed_out && s.timeout_chunk == c.id && s.timeout_item == i) {
@@ -464,7 +491,8 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
       }
     }
     touched.push_back(c.job);
-    if (lost_to < c.count) again.push_back(c.slice(lost_to));
+    if (c.answered < fail_from) again.push_back(c.slice(c.answered, fail_from));
+    if (fail_to < c.count) again.push_back(c.slice(std::max(fail_to, c.answered), c.count));
     for (std::size_t k = 1; k < inflight.size(); ++k) {
       touched.push_back(inflight[k]->job);
       again.push_back(std::move(inflight[k]));
@@ -475,13 +503,16 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
     again.pop_back();
   }
   const bool expected = s.retiring || s.timed_out;
+  // Whether this worker ever did work: answered something, or died in a
+  // task. (A death between items fails nothing but is no startup failure.)
+  const bool worked = s.ever_finished_chunk || lost_any;
   s = Slot{};
   for (const auto& job : touched) finish_job_if_done(job);
 
   // A worker that dies before ever finishing a chunk, again and again (a
   // crashing initializer, a broken spawn), would otherwise be restarted
   // forever: after a few in a row the pool is declared broken.
-  if (!expected && !lost_any && e.exit_code != 0) {
+  if (!expected && !worked && e.exit_code != 0) {
     if (++startup_deaths_ >= kMaxStartupDeaths) {
       std::lock_guard lock(mu_);
       if (!broken_) {

@@ -10,7 +10,8 @@
 // Results are batched: they are sent when the chunk ends, when 2 ms have
 // passed since the last send, or when 1 MiB is waiting; with a task
 // timeout, after every item. So a SIGKILL loses at most the results of a
-// few ms of work, and those items are reported lost, never silently dropped.
+// few ms of work; the pool runs those items again (only the item that was
+// running when the worker died fails, pool_core.cpp), never drops them.
 
 #include <time.h>
 

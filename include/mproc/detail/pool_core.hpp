@@ -8,7 +8,8 @@
 // trip), routes each item's outcome back to its job, and handles faults:
 //  - a worker that dies fails the item it was running (WorkerLostError, or
 //    TimeoutError if the core killed it for task_timeout); items it never
-//    started are re-queued; a replacement worker is started;
+//    started, and finished items whose results died with it, are
+//    re-queued; a replacement worker is started;
 //  - an initializer that throws breaks the pool: every pending and future
 //    task fails with that exception.
 // Completed jobs run their callbacks on the core's one callback thread, so
@@ -152,6 +153,9 @@ class PoolCore final : public CallbackSink {
   std::deque<std::shared_ptr<JobBase>> jobs_;
   std::deque<std::unique_ptr<Chunk>> requeued_;
   std::deque<Slot> slot_state_;  // a deque: Slot is not copyable
+  // Jobs found finished with no outcome left to arrive (an empty input, a
+  // cancelled imap): completed by the supervisor loop after dispatch().
+  std::vector<std::shared_ptr<JobBase>> drained_;
   std::uint64_t next_chunk_id_ = 1;
   int startup_deaths_ = 0;
 

@@ -123,22 +123,27 @@ struct Callbacks {
 template <class R, class V>
 void publish(CallbackSink& core, std::shared_ptr<ResultState<R>> state, Callbacks<V> cbs,
              std::optional<V> value, std::exception_ptr error) {
+  // The exception_ptr is moved, never copied, into the result: its
+  // reference count lives in libstdc++, which TSan does not see, so the
+  // last reference to a task's exception should be dropped through the
+  // result state (a shared_ptr, whose count TSan sees), not by whichever
+  // pool thread happens to hold a copy last.
   if (!cbs.any()) {
     if (error) {
-      state->set_error(error);
+      state->set_error(std::move(error));
     } else {
       state->set_value(std::move(*value));
     }
     return;
   }
-  core.post_callback([state, cbs = std::move(cbs), value = std::move(value), error]() mutable {
+  core.post_callback([state, cbs = std::move(cbs), value = std::move(value), error = std::move(error)]() mutable {
     struct SetLater {
       std::shared_ptr<ResultState<R>>& state;
       std::optional<V>& value;
       std::exception_ptr& error;
       ~SetLater() {
         if (error) {
-          state->set_error(error);
+          state->set_error(std::move(error));
         } else {
           state->set_value(std::move(*value));
         }
@@ -183,7 +188,9 @@ class ApplyJob final : public JobBase {
     done_ = true;
   }
   bool finished() const override { return done_; }
-  void complete(PoolCore& core) override { publish<R, V>(core, state_, std::move(cbs_), std::move(value_), error_); }
+  void complete(PoolCore& core) override {
+    publish<R, V>(core, state_, std::move(cbs_), std::move(value_), std::move(error_));
+  }
   void abandon(std::exception_ptr e) override {
     sent_ = true;
     if (!done_) fail(0, std::move(e));
@@ -265,7 +272,7 @@ class MapJob final : public JobBase {
         results_.clear();
       }
     }
-    publish<Out, OutValue>(core, state_, std::move(cbs_), std::move(out), error_);
+    publish<Out, OutValue>(core, state_, std::move(cbs_), std::move(out), std::move(error_));
   }
   void abandon(std::exception_ptr e) override {
     abandoned_ = true;
