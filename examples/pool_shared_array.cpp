@@ -7,6 +7,8 @@
 
 #include <mproc/mproc.hpp>
 
+#include "support/self_check.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <string_view>
@@ -24,11 +26,7 @@ std::size_t fill_slice(mproc::Array<double> data, std::size_t begin, std::size_t
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
-  if (argc > 1) {
-    for (const auto method : mproc::get_all_start_methods()) {
-      if (std::string_view(argv[1]) == mproc::to_string(method)) mproc::set_start_method(method);
-    }
-  }
+  example_check::choose_start_method(argc, argv);  // optional argv[1]: fork|spawn|forkserver
 
   mproc::Array<double> data(kSize);  // zero-initialised, in shared memory
   std::vector<std::tuple<mproc::Array<double>, std::size_t, std::size_t>> slices;

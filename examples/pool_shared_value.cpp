@@ -25,6 +25,8 @@
 
 #include <mproc/mproc.hpp>
 
+#include "support/self_check.hpp"
+
 #include <cstdio>
 #include <mutex>
 #include <string_view>
@@ -39,11 +41,7 @@ void increment(mproc::Value<int> shared_value, mproc::Lock lock) {
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
-  if (argc > 1) {
-    for (const auto method : mproc::get_all_start_methods()) {
-      if (std::string_view(argv[1]) == mproc::to_string(method)) mproc::set_start_method(method);
-    }
-  }
+  example_check::choose_start_method(argc, argv);  // optional argv[1]: fork|spawn|forkserver
 
   mproc::Value<int> shared_value(0);
   mproc::Lock lock;

@@ -27,16 +27,19 @@
 
 #include <mproc/mproc.hpp>
 
+#include "support/self_check.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
 
-// The self-check, defined at the end of this file.
+// The self-check: the shared part in support/self_check.hpp, the expected
+// lines at the end of this file.
 namespace check {
-void choose_start_method(int argc, char** argv);
-void capture_stdout();
+using example_check::capture_stdout;
+using example_check::choose_start_method;
 int expect_output(int workers);
 }  // namespace check
 
@@ -85,70 +88,11 @@ int main(int argc, char** argv) {
 
 namespace check {
 
-[[noreturn]] void fail(const std::string& why) {
-  std::fprintf(stderr, "\n!!! example_process_five_workers: WRONG OUTPUT: %s !!!\n", why.c_str());
-  std::exit(1);
-}
-
-void choose_start_method(int argc, char** argv) {
-  if (argc < 2) return;
-  const std::string_view arg = argv[1];
-  for (const auto method : mproc::get_all_start_methods()) {
-    if (arg == mproc::to_string(method)) {
-      mproc::set_start_method(method);
-      return;
-    }
-  }
-  std::fprintf(stderr, "usage: %s [fork|spawn|forkserver]\n", argv[0]);
-  std::exit(2);
-}
-
-// Points stdout (descriptor 1) at an in-memory file until finish_capture().
-// The children inherit descriptor 1 (fork and spawn directly; forkserver
-// through the server, which the first forkserver Process starts, after this
-// call), so everything they print lands in the file too.
-int saved_stdout = -1;
-int captured_file = -1;
-
-void capture_stdout() {
-  std::fflush(stdout);
-  saved_stdout = ::dup(1);
-  captured_file = ::memfd_create("example-stdout", MFD_CLOEXEC);
-  // O_APPEND: every write lands at the current end. Without it, processes
-  // writing through one shared file offset can overwrite each other's lines
-  // (seen on Linux 6.18).
-  if (saved_stdout < 0 || captured_file < 0 || ::fcntl(captured_file, F_SETFL, O_APPEND) != 0 ||
-      ::dup2(captured_file, 1) < 0) {
-    fail("cannot capture stdout");
-  }
-}
-
-// Puts stdout back, echoes what was printed for the reader, and returns it.
-std::string finish_capture() {
-  std::fflush(stdout);
-  ::dup2(saved_stdout, 1);
-  ::close(saved_stdout);
-  std::string text;
-  char buf[4096];
-  for (off_t at = 0;;) {
-    const ssize_t n = ::pread(captured_file, buf, sizeof buf, at);
-    if (n < 0) fail("cannot read the captured stdout");
-    if (n == 0) break;
-    text.append(buf, static_cast<std::size_t>(n));
-    at += n;
-  }
-  ::close(captured_file);
-  std::fwrite(text.data(), 1, text.size(), stdout);
-  std::fflush(stdout);
-  return text;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
+using example_check::capture_stdout;
+using example_check::choose_start_method;
+using example_check::fail;
+using example_check::finish_capture;
+using example_check::lines_of;
 
 // Each worker prints "starting" then "finished"; workers interleave freely,
 // so the check is on the set of lines and on each worker's own order.

@@ -22,6 +22,8 @@
 
 #include <mproc/mproc.hpp>
 
+#include "support/self_check.hpp"
+
 #include <cstddef>
 #include <cstdio>
 #include <numeric>
@@ -35,11 +37,7 @@ void fill(mproc::Array<double> array, std::size_t begin, std::size_t end) {
 int main(int argc, char** argv) {
   mproc::init(argc, argv);  // first: a spawn/forkserver child does its work here
 
-  if (argc > 1) {
-    for (const auto method : mproc::get_all_start_methods()) {
-      if (std::string_view(argv[1]) == mproc::to_string(method)) mproc::set_start_method(method);
-    }
-  }
+  example_check::choose_start_method(argc, argv);  // optional argv[1]: fork|spawn|forkserver
 
   constexpr std::size_t n = 1'000'000;
   constexpr std::size_t workers = 4;

@@ -28,6 +28,8 @@
 
 #include <mproc/mproc.hpp>
 
+#include "support/self_check.hpp"
+
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -44,11 +46,7 @@ void add_ten_thousand(mproc::Value<int> value, mproc::Lock lock) {
 int main(int argc, char** argv) {
   mproc::init(argc, argv);  // first: a spawn/forkserver child does its work here
 
-  if (argc > 1) {
-    for (const auto method : mproc::get_all_start_methods()) {
-      if (std::string_view(argv[1]) == mproc::to_string(method)) mproc::set_start_method(method);
-    }
-  }
+  example_check::choose_start_method(argc, argv);  // optional argv[1]: fork|spawn|forkserver
 
   mproc::Value<int> value(0);
   mproc::Lock lock;

@@ -8,9 +8,8 @@ namespace mproc::detail {
 
 ThreadExecutor::ThreadExecutor(std::size_t threads, std::function<void()> initializer,
                                std::function<void(std::exception_ptr)> on_callback_error)
-    : n_(threads), initializer_(std::move(initializer)), on_callback_error_(std::move(on_callback_error)) {
+    : n_(threads), initializer_(std::move(initializer)), callbacks_("mproc::ThreadPool", std::move(on_callback_error)) {
   if (n_ == 0) throw Error("mproc::ThreadPool: the number of threads must be at least 1");
-  callback_thread_ = std::thread([this] { callback_loop(); });
   for (std::size_t i = 0; i < n_; ++i) workers_.emplace_back([this] { worker(); });
 }
 
@@ -82,22 +81,11 @@ void ThreadExecutor::join() {
   for (auto& t : workers_) {
     if (t.joinable()) t.join();
   }
-  {
-    std::lock_guard cb(cb_mu_);
-    cb_stop_ = true;
-  }
-  cb_cv_.notify_all();
-  if (callback_thread_.joinable()) callback_thread_.join();
+  callbacks_.stop_and_join();
   joined_ = true;
 }
 
-void ThreadExecutor::post_callback(std::function<void()> fn) {
-  {
-    std::lock_guard lock(cb_mu_);
-    callbacks_.push_back(std::move(fn));
-  }
-  cb_cv_.notify_one();
-}
+void ThreadExecutor::post_callback(std::function<void()> fn) { callbacks_.post(std::move(fn)); }
 
 void ThreadExecutor::worker() noexcept {
   if (initializer_) {
@@ -135,36 +123,6 @@ void ThreadExecutor::worker() noexcept {
     lock.lock();
     --busy_;
     cv_.notify_all();
-  }
-}
-
-void ThreadExecutor::callback_loop() noexcept {
-  std::unique_lock lock(cb_mu_);
-  for (;;) {
-    cb_cv_.wait(lock, [this] { return cb_stop_ || !callbacks_.empty(); });
-    if (callbacks_.empty()) return;
-    auto fn = std::move(callbacks_.front());
-    callbacks_.pop_front();
-    lock.unlock();
-    try {
-      fn();
-    } catch (...) {
-      if (on_callback_error_) {
-        try {
-          on_callback_error_(std::current_exception());
-        } catch (...) {
-        }
-      } else {
-        try {
-          throw;
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "mproc::ThreadPool: exception in a callback: %s\n", e.what());
-        } catch (...) {
-          std::fprintf(stderr, "mproc::ThreadPool: non-standard exception in a callback\n");
-        }
-      }
-    }
-    lock.lock();
   }
 }
 

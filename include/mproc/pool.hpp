@@ -292,28 +292,8 @@ class Pool {
 
   template <class V, class... Cb>
   static detail::Callbacks<V> callbacks(Cb&&... cbs) {
-    detail::Callbacks<V> out;
-    (add_callback(out, std::forward<Cb>(cbs)), ...);
-    return out;
+    return detail::make_callbacks<V>(std::forward<Cb>(cbs)...);
   }
-  template <class V, class G>
-  static void add_callback(detail::Callbacks<V>& out, OnResult<G> cb) {
-    if constexpr (std::is_same_v<V, std::monostate>) {
-      if constexpr (std::is_invocable_v<G&>) {
-        out.on_result = [g = std::move(cb.fn)](const V&) mutable { g(); };
-      } else {
-        out.on_result = [g = std::move(cb.fn)](const V& v) mutable { g(v); };
-      }
-    } else {
-      out.on_result = [g = std::move(cb.fn)](const V& v) mutable { g(v); };
-    }
-  }
-  template <class V, class G>
-  static void add_callback(detail::Callbacks<V>& out, OnError<G> cb) {
-    out.on_error = [g = std::move(cb.fn)](std::exception_ptr e) mutable { g(e); };
-  }
-  template <class V>
-  static void add_callback(detail::Callbacks<V>&, NoCallbacks) {}
 
   template <class F, class... X, class... Cb>
   static auto make_callbacks_for(Cb&&... cbs) {

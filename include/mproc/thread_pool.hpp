@@ -68,22 +68,16 @@ class ThreadExecutor final : public CallbackSink {
 
  private:
   void worker() noexcept;
-  void callback_loop() noexcept;
 
   std::size_t n_;
   std::function<void()> initializer_;
-  std::function<void(std::exception_ptr)> on_callback_error_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Task> queue_;
   enum class State { run, close, terminate } state_ = State::run;
   std::size_t busy_ = 0;
   std::vector<std::thread> workers_;
-  std::mutex cb_mu_;
-  std::condition_variable cb_cv_;
-  std::deque<std::function<void()>> callbacks_;
-  bool cb_stop_ = false;
-  std::thread callback_thread_;
+  CallbackThread callbacks_;
   std::mutex join_mu_;
   bool joined_ = false;
   std::exception_ptr init_error_;
@@ -316,21 +310,7 @@ class ThreadPool {
  private:
   template <class V, class... Cb>
   static detail::Callbacks<V> callbacks(Cb&&... cbs) {
-    detail::Callbacks<V> out;
-    (add(out, std::forward<Cb>(cbs)), ...);
-    return out;
-  }
-  template <class V, class G>
-  static void add(detail::Callbacks<V>& out, OnResult<G> cb) {
-    if constexpr (std::is_same_v<V, std::monostate> && std::is_invocable_v<G&>) {
-      out.on_result = [g = std::move(cb.fn)](const V&) mutable { g(); };
-    } else {
-      out.on_result = [g = std::move(cb.fn)](const V& v) mutable { g(v); };
-    }
-  }
-  template <class V, class G>
-  static void add(detail::Callbacks<V>& out, OnError<G> cb) {
-    out.on_error = [g = std::move(cb.fn)](std::exception_ptr e) mutable { g(e); };
+    return detail::make_callbacks<V>(std::forward<Cb>(cbs)...);
   }
 
   template <class F, class Item, class V>

@@ -95,9 +95,11 @@ struct PoolCore::Slot {
 // ------------------------------------------------------------ lifecycle ---
 
 PoolCore::PoolCore(std::unique_ptr<Transport> transport, PoolCoreOptions options)
-    : transport_(std::move(transport)), options_(std::move(options)), slots_(transport_->slots()) {
+    : transport_(std::move(transport)),
+      options_(std::move(options)),
+      slots_(transport_->slots()),
+      callbacks_("mproc::Pool", options_.on_callback_error) {
   slot_state_.resize(slots_);
-  callback_thread_ = std::thread([this] { callback_loop(); });
   supervisor_ = std::thread([this] { supervise(); });
 }
 
@@ -153,57 +155,13 @@ void PoolCore::join() {
   std::lock_guard lock(join_mu_);
   if (joined_) return;
   if (supervisor_.joinable()) supervisor_.join();
-  {
-    std::lock_guard cb(cb_mu_);
-    cb_stop_ = true;
-  }
-  cb_cv_.notify_all();
-  if (callback_thread_.joinable()) callback_thread_.join();
+  callbacks_.stop_and_join();
   joined_ = true;
 }
 
 void PoolCore::wake() { transport_->wake(); }
 
-void PoolCore::post_callback(std::function<void()> fn) {
-  {
-    std::lock_guard lock(cb_mu_);
-    callbacks_.push_back(std::move(fn));
-  }
-  cb_cv_.notify_one();
-}
-
-void PoolCore::callback_loop() noexcept {
-  std::unique_lock lock(cb_mu_);
-  for (;;) {
-    cb_cv_.wait(lock, [this] { return cb_stop_ || !callbacks_.empty(); });
-    if (callbacks_.empty()) return;  // stopped and drained
-    auto fn = std::move(callbacks_.front());
-    callbacks_.pop_front();
-    lock.unlock();
-    try {
-      fn();
-    } catch (...) {
-      // A callback's exception must not kill this thread (later callbacks
-      // and results still depend on it). It goes to on_callback_error, or
-      // to stderr.
-      if (options_.on_callback_error) {
-        try {
-          options_.on_callback_error(std::current_exception());
-        } catch (...) {
-        }
-      } else {
-        try {
-          throw;
-        } catch (const std::exception& e) {
-          std::fprintf(stderr, "mproc::Pool: exception in a callback: %s\n", e.what());
-        } catch (...) {
-          std::fprintf(stderr, "mproc::Pool: non-standard exception in a callback\n");
-        }
-      }
-    }
-    lock.lock();
-  }
-}
+void PoolCore::post_callback(std::function<void()> fn) { callbacks_.post(std::move(fn)); }
 
 // ------------------------------------------------------------ supervisor ---
 

@@ -22,6 +22,12 @@
 namespace mproc::detail {
 namespace {
 
+Transport::Event event_of(Transport::Event::Kind kind) {
+  Transport::Event e;
+  e.kind = kind;
+  return e;
+}
+
 std::string describe_exit(int code) {
   if (code < 0) {
     const char* abbrev = sigabbrev_np(-code);
@@ -118,11 +124,11 @@ class ProcessTransport final : public Transport {
       }
       const int r = retry_eintr([&] { return ::poll(pfds.data(), pfds.size(), timeout_ms); });
       if (r < 0) throw_errno("mproc::Pool: poll");
-      if (r == 0) return Event{Event::Kind::timeout};
+      if (r == 0) return event_of(Event::Kind::timeout);
       if (pfds[0].revents) {
         std::uint64_t v;
         [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
-        return Event{Event::Kind::wake};
+        return event_of(Event::Kind::wake);
       }
       next_ = (next_ + 1) % std::max<std::size_t>(slots_.size(), 1);
       // Messages first: a worker's last results must be read before its
@@ -146,7 +152,7 @@ class ProcessTransport final : public Transport {
         const int code = s.process.exitcode().value_or(-SIGKILL);
         s.alive = false;
         s.sock.reset();
-        Event e{Event::Kind::died};
+        Event e = event_of(Event::Kind::died);
         e.slot = k;
         e.exit_code = code;
         e.death = describe_exit(code);

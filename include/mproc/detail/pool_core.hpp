@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "mproc/detail/buffer.hpp"
+#include "mproc/detail/callback_thread.hpp"
 #include "mproc/detail/transport.hpp"
 
 namespace mproc::detail {
@@ -128,7 +129,6 @@ class PoolCore final : public CallbackSink {
   struct Slot;
 
   void supervise() noexcept;
-  void callback_loop() noexcept;
   bool dispatch();
   void on_message(std::size_t slot, Message& m);
   void on_death(std::size_t slot, const Transport::Event& e);
@@ -159,14 +159,8 @@ class PoolCore final : public CallbackSink {
   std::uint64_t next_chunk_id_ = 1;
   int startup_deaths_ = 0;
 
-  // The callback thread's queue.
-  std::mutex cb_mu_;
-  std::condition_variable cb_cv_;
-  std::deque<std::function<void()>> callbacks_;
-  bool cb_stop_ = false;
-
+  CallbackThread callbacks_;
   std::thread supervisor_;
-  std::thread callback_thread_;
   std::mutex join_mu_;
   bool joined_ = false;
 };

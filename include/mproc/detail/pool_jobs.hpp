@@ -117,6 +117,26 @@ struct Callbacks {
   bool any() const { return on_result || on_error; }
 };
 
+template <class V, class G>
+void add_callback(Callbacks<V>& out, OnResult<G> cb) {
+  if constexpr (std::is_same_v<V, std::monostate> && std::is_invocable_v<G&>) {
+    out.on_result = [g = std::move(cb.fn)](const V&) mutable { g(); };  // void tasks
+  } else {
+    out.on_result = [g = std::move(cb.fn)](const V& v) mutable { g(v); };
+  }
+}
+template <class V, class G>
+void add_callback(Callbacks<V>& out, OnError<G> cb) {
+  out.on_error = [g = std::move(cb.fn)](std::exception_ptr e) mutable { g(e); };
+}
+// The callbacks of an _async call from its trailing on_result/on_error.
+template <class V, class... Cb>
+Callbacks<V> make_callbacks(Cb&&... cbs) {
+  Callbacks<V> out;
+  (add_callback(out, std::forward<Cb>(cbs)), ...);
+  return out;
+}
+
 // Publishes an outcome: runs the callback on the callback thread first (so
 // that get() returns after it), then makes the result ready even if the
 // callback threw (the throw then goes to the pool's callback error report).
