@@ -100,4 +100,22 @@ int rendezvous_in(const std::string& dir, int n);
 // Returns whether it appeared.
 bool wait_for_path(const std::string& path, std::chrono::milliseconds guard);
 
+// True in an ASan build when `method` is fork. GCC 12's ASan allocator does
+// not take its locks around fork(): a pool forks replacement workers from
+// its launcher thread while the test's own threads allocate, and a worker
+// forked while another thread was inside ASan's malloc deadlocks at its
+// first allocation (seen in gdb: SizeClassAllocator64::GetFromAllocator in
+// the child). glibc's malloc, used by the Release and TSan builds, is
+// fork-safe, and those builds run the fork variants; spawn and forkserver
+// workers (exec'd, or forked from the single-threaded server) run under
+// ASan too.
+inline bool fork_pool_unsafe_under_asan(mproc::StartMethod method) {
+#if defined(__SANITIZE_ADDRESS__)
+  return method == mproc::StartMethod::fork;
+#else
+  (void)method;
+  return false;
+#endif
+}
+
 }  // namespace mproc_test
