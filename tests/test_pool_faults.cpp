@@ -301,6 +301,10 @@ TEST_P(PoolFaults, TerminateWithHungWorkersReturnsAndLeavesNoChildren) {
 // The child process: runs a map of tasks that hang, with a pool of the
 // given start method. Never returns normally.
 void child_runs_a_long_map(std::string dir, StartMethod method) {
+  // Ctrl-C's default action, whatever this process inherited: a shell that
+  // runs the suite in the background without job control starts it with
+  // SIGINT ignored, and the ignore would pass down to here.
+  ::signal(SIGINT, SIG_DFL);
   mproc::PoolOptions<> o;
   o.processes = 2;
   o.start_method = method;

@@ -66,12 +66,16 @@ HangGuard::HangGuard(std::chrono::milliseconds limit) {
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "a test";
   thread_ = std::thread([this, limit, name = std::move(name)] {
     std::unique_lock lock(mu_);
+    waiting_ = true;
+    cv_.notify_all();
     if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
       std::fprintf(stderr, "[  HUNG    ] %s: still running after %lld ms; aborting\n", name.c_str(),
                    static_cast<long long>(limit.count()));
       std::abort();
     }
   });
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return waiting_; });
 }
 
 HangGuard::~HangGuard() {

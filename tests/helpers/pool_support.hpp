@@ -57,6 +57,11 @@ auto guarded(PoolT& pool, const char* what, Fn fn, std::chrono::milliseconds gua
 // destroyed it within `limit`, it prints what hung and aborts the process,
 // so a hang shows up as a named failure before the ctest timeout (the
 // pool's workers die with the test process).
+//
+// The constructor returns only once the guard's thread is asleep in its
+// wait: a test may fork right after, and a fork taken while that thread is
+// still starting (allocating its stack bookkeeping) copies a held allocator
+// lock into the child under GCC 12's ASan, which then deadlocks.
 class HangGuard {
  public:
   explicit HangGuard(std::chrono::milliseconds limit = 2 * kGuard);
@@ -68,6 +73,7 @@ class HangGuard {
   std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
+  bool waiting_ = false;
   std::thread thread_;
 };
 
