@@ -62,6 +62,16 @@
 namespace mproc {
 
 namespace detail {
+// What a pool backend gets to make its transport (src/pool/pool.cpp for
+// local processes; mproc::mpi::Pool for ranks).
+struct TransportRequest {
+  std::size_t processes = 0;  // as PoolOptions::processes; 0 = the backend's default
+  StartMethod start_method = StartMethod::fork;
+  std::uint32_t maxtasksperchild = 0;
+  bool flush_each_item = false;  // results item by item (task_timeout is set)
+};
+using TransportFactory = std::function<std::unique_ptr<Transport>(const TransportRequest&)>;
+
 template <class T>
 struct is_args : std::false_type {};
 template <class... X>
@@ -274,6 +284,14 @@ class Pool {
   // Waits for the workers to exit. Call close() or terminate() first.
   void join() { core_->join(); }
 
+ protected:
+  // The same pool over another transport (mproc::mpi::Pool): `make` gets
+  // the options' process count (0 = its default) and returns the transport.
+  template <class Init, class InitArgs>
+  Pool(const PoolOptions<Init, InitArgs>& options, detail::TransportFactory make) {
+    start(options, std::move(make));
+  }
+
  private:
   struct NoCallbacks {};
 
@@ -285,10 +303,12 @@ class Pool {
   }
 
   template <class Init, class InitArgs>
-  void start(const PoolOptions<Init, InitArgs>& o);
+  void start(const PoolOptions<Init, InitArgs>& o, detail::TransportFactory make = nullptr);
+  // `make` null: local worker processes (pool.cpp).
   void start_core(std::size_t processes, StartMethod method, std::size_t maxtasks,
                   std::optional<std::chrono::nanoseconds> timeout, detail::Writer init,
-                  std::shared_ptr<const void> keepalive, std::function<void(std::exception_ptr)> on_cb_error);
+                  std::shared_ptr<const void> keepalive, std::function<void(std::exception_ptr)> on_cb_error,
+                  detail::TransportFactory make);
 
   template <class V, class... Cb>
   static detail::Callbacks<V> callbacks(Cb&&... cbs) {
@@ -425,8 +445,7 @@ class Pool {
 };
 
 template <class Init, class InitArgs>
-void Pool::start(const PoolOptions<Init, InitArgs>& o) {
-  const std::size_t n = o.processes == 0 ? cpu_count() : o.processes;
+void Pool::start(const PoolOptions<Init, InitArgs>& o, detail::TransportFactory make) {
   detail::Writer init;
   init.write_pod(detail::PoolMsg::init);
   std::shared_ptr<const void> keepalive;
@@ -447,8 +466,8 @@ void Pool::start(const PoolOptions<Init, InitArgs>& o) {
     keepalive = std::make_shared<InitArgs>(o.initargs);
   }
   progress_ = o.progress;
-  start_core(n, o.start_method.value_or(get_start_method()), o.maxtasksperchild, o.task_timeout, std::move(init),
-             std::move(keepalive), o.on_callback_error);
+  start_core(o.processes, o.start_method.value_or(get_start_method()), o.maxtasksperchild, o.task_timeout,
+             std::move(init), std::move(keepalive), o.on_callback_error, std::move(make));
 }
 
 }  // namespace mproc

@@ -5,25 +5,40 @@
 #include "process_transport.hpp"
 
 namespace mproc {
+namespace {
+
+std::unique_ptr<detail::Transport> local_processes(const detail::TransportRequest& r) {
+  if (r.start_method != StartMethod::fork) {
+    detail::require_init("mproc::Pool with the spawn or forkserver start method");
+  }
+  detail::ProcessTransportOptions t;
+  t.processes = r.processes == 0 ? cpu_count() : r.processes;
+  t.start_method = r.start_method;
+  t.maxtasksperchild = r.maxtasksperchild;
+  t.flush_each_item = r.flush_each_item;
+  return detail::make_process_transport(t);
+}
+
+}  // namespace
 
 void Pool::start_core(std::size_t processes, StartMethod method, std::size_t maxtasks,
                       std::optional<std::chrono::nanoseconds> timeout, detail::Writer init,
-                      std::shared_ptr<const void> keepalive, std::function<void(std::exception_ptr)> on_cb_error) {
-  if (processes == 0) throw Error("mproc::Pool: the number of processes must be at least 1");
-  if (method != StartMethod::fork) detail::require_init("mproc::Pool with the spawn or forkserver start method");
+                      std::shared_ptr<const void> keepalive, std::function<void(std::exception_ptr)> on_cb_error,
+                      detail::TransportFactory make) {
   if (timeout && timeout->count() <= 0) throw Error("mproc::Pool: task_timeout must be positive");
-  detail::ProcessTransportOptions t;
-  t.processes = processes;
-  t.start_method = method;
-  t.maxtasksperchild = static_cast<std::uint32_t>(maxtasks);
-  t.flush_each_item = timeout.has_value();
+  detail::TransportRequest request;
+  request.processes = processes;
+  request.start_method = method;
+  request.maxtasksperchild = static_cast<std::uint32_t>(maxtasks);
+  request.flush_each_item = timeout.has_value();
+  if (!make) make = local_processes;
   detail::PoolCoreOptions c;
   c.task_timeout = timeout;
   c.init_fds = init.fds();
   c.init_message = std::move(init.buffer());
   c.init_keepalive = std::move(keepalive);
   c.on_callback_error = std::move(on_cb_error);
-  core_ = std::make_unique<detail::PoolCore>(detail::make_process_transport(t), std::move(c));
+  core_ = std::make_unique<detail::PoolCore>(make(request), std::move(c));
 }
 
 }  // namespace mproc

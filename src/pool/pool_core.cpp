@@ -99,6 +99,10 @@ PoolCore::PoolCore(std::unique_ptr<Transport> transport, PoolCoreOptions options
       options_(std::move(options)),
       slots_(transport_->slots()),
       callbacks_("mproc::Pool", options_.on_callback_error) {
+  if (!options_.init_fds.empty() && !transport_->carries_fds()) {
+    throw SerializationError("mproc::Pool: initargs hold a handle (queue, lock, shared memory), which cannot "
+                             "cross to this pool's workers");
+  }
   slot_state_.resize(slots_);
   supervisor_ = std::thread([this] { supervise(); });
 }
@@ -330,6 +334,14 @@ bool PoolCore::dispatch() {
       }
       if (!chunk) return sent;
       if (chunk->count == 0) continue;
+      if (!chunk->fds.empty() && !transport_->carries_fds()) {
+        const auto e = std::make_exception_ptr(
+            SerializationError("mproc::Pool: a task's arguments hold a handle (queue, lock, shared memory), "
+                               "which cannot cross to this pool's workers"));
+        for (std::uint32_t i = 0; i < chunk->count; ++i) chunk->job->fail(chunk->first + i, e);
+        finish_job_if_done(chunk->job);
+        continue;
+      }
       if (busy && chunk->bytes.size() > kSmallChunk) {
         // Too big to wait behind another chunk: keep it for an idle worker.
         requeued_.push_front(std::move(chunk));

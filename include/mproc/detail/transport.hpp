@@ -69,6 +69,10 @@ class Transport {
   // Progress of the worker in `slot`, or nullptr if this transport cannot
   // see it (then the core assumes the first unanswered item was running).
   virtual const WorkerProgress* progress(std::size_t slot) const = 0;
+  // Whether messages can carry descriptors (the handles of serialize.hpp:
+  // queues, locks, shared memory). One between machines cannot; the core
+  // then fails a task whose arguments hold a handle with SerializationError.
+  virtual bool carries_fds() const noexcept { return true; }
 };
 
 // Message kinds between the pool core and its workers (first byte).
