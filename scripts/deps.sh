@@ -23,6 +23,9 @@ PACKAGES=(
   python3
   procps
   iproute2
+  openmpi-bin
+  libopenmpi-dev
+  python3-mpi4py
 )
 
 missing=()

@@ -38,7 +38,14 @@ for src in $(printf '%s\n' "${sources[@]}" | LC_ALL=C sort); do
   echo "---- $name ----"
   start=$(date +%s.%N)
   rc=0
-  timeout -k 5 "$LIMIT" "$exe" </dev/null || rc=$?
+  launcher=()
+  if grep -q '#include <mproc/mpi.hpp>' "$src"; then
+    # An MPI example runs as 4 ranks (Open MPI wants --allow-run-as-root as root).
+    launcher=(mpirun --oversubscribe -n 4)
+    if [ "$(id -u)" -eq 0 ]; then launcher+=(--allow-run-as-root); fi
+    echo "(${launcher[*]} $exe)"
+  fi
+  timeout -k 5 "$LIMIT" "${launcher[@]}" "$exe" </dev/null || rc=$?
   secs=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
   if [ "$rc" -eq 0 ]; then
     echo "PASS $name (${secs} s)"

@@ -31,6 +31,7 @@
 // MPI at exit, or earlier with mproc::mpi::finalize().
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -56,6 +57,15 @@ int rank();
 int size();
 // MPI_Get_processor_name of this rank (the host name, usually).
 std::string processor_name();
+
+// Worker ranks send a heartbeat twice a second while a pool is open. One
+// that sends nothing for this long (default 10 s) is taken as dead or hung:
+// its unanswered tasks fail with mproc::WorkerLostError naming the rank
+// and host, the pool goes on with the other ranks, and the rank is not
+// used again in this run. (By default Open MPI ends the whole job when a
+// rank dies; under `mpirun --enable-recovery` it does not, and this is
+// what notices.) Rank 0 only; takes effect for pools made afterwards.
+void set_rank_silence_limit(std::chrono::milliseconds limit);
 
 class Pool : public mproc::Pool {
  public:

@@ -11,7 +11,7 @@
 //   send     [pool message]        message  [pool message from the worker]
 //   kill     -                     died     [Died][death text]
 //   retire   -                     end_ack  -
-//   end      - (pool is over)
+//   end      - (pool is over)       heartbeat - (while a pool is open)
 //   shutdown - (leave serve())
 //
 // A worker rank relays pool messages between rank 0 and a local worker
@@ -42,6 +42,7 @@ enum Tag : int {
   kMessage,
   kDied,
   kEndAck,
+  kHeartbeat,
 };
 
 // The per-pool settings of a worker rank's local worker process.

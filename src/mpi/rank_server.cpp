@@ -34,6 +34,7 @@ class RankServer {
         continue;
       }
       idle_.reset();
+      if (std::chrono::steady_clock::now() - last_told_ > kHeartbeatEvery) tell(kHeartbeat, nullptr, 0);
       // Sleeps in the local transport's poll for the pause, so a result of
       // the local worker is relayed at once.
       const auto pause = backoff.next();
@@ -62,7 +63,7 @@ class RankServer {
         break;
       case kEnd:
         end_pool();
-        send(0, kEndAck, nullptr, 0);
+        tell(kEndAck, nullptr, 0);
         break;
       default:
         break;  // unknown: ignored
@@ -89,14 +90,14 @@ class RankServer {
       return;
     }
     const std::int32_t pid = local_->pid(0);
-    send(0, kStarted, &pid, sizeof pid);
+    tell(kStarted, &pid, sizeof pid);
   }
 
   void relay(const Transport::Event& e) {
     if (e.kind == Transport::Event::Kind::message) {
       // Descriptors cannot go on; a result that held a handle fails to
       // decode on rank 0 (SerializationError for that item).
-      send(0, kMessage, e.message.bytes.data(), e.message.bytes.size());
+      tell(kMessage, e.message.bytes.data(), e.message.bytes.size());
       return;
     }
     send_died(e.exit_code, local_->pid(0), e.death, local_->progress(0));
@@ -114,7 +115,7 @@ class RankServer {
     std::vector<std::byte> body(sizeof d + death.size());
     std::memcpy(body.data(), &d, sizeof d);
     std::memcpy(body.data() + sizeof d, death.data(), death.size());
-    send(0, kDied, body.data(), body.size());
+    tell(kDied, body.data(), body.size());
   }
 
   // The pool is over: its worker goes (killed if still there), and with
@@ -129,6 +130,16 @@ class RankServer {
     local_.reset();
   }
 
+  // Everything to rank 0 goes through here; while a pool is open, rank 0
+  // hears from this rank at least every kHeartbeatEvery (it takes a long
+  // silence for death, see set_rank_silence_limit).
+  void tell(int tag, const void* data, std::size_t n) {
+    send(0, tag, data, n);
+    last_told_ = std::chrono::steady_clock::now();
+  }
+
+  static constexpr auto kHeartbeatEvery = std::chrono::milliseconds(500);
+  std::chrono::steady_clock::time_point last_told_{};
   std::unique_ptr<Transport> local_;
   Backoff idle_{std::chrono::milliseconds(2)};
 };

@@ -498,6 +498,15 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
     std::lock_guard lock(mu_);
     if (state_ == State::terminate || broken_) return;
   }
+  if (transport_->lost(slot)) {
+    bool all = true;
+    for (std::size_t i = 0; i < slots_; ++i) all = all && transport_->lost(i);
+    if (all) {
+      std::lock_guard lock(mu_);
+      if (!broken_) broken_ = std::make_exception_ptr(WorkerLostError("mproc::Pool: every worker is lost (last: " + e.death + ")"));
+    }
+    return;
+  }
   start_worker(slot);
 }
 

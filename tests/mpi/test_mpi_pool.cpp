@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -258,6 +259,95 @@ TEST(MpiPool, CodeWrittenForPoolTakesAnMpiPool) {
   const int b = sum_of_squares(local, 10);
   EXPECT_EQ(a, 285);
   EXPECT_EQ(a, b);
+}
+
+// Stops the rank this task runs on (the parent of its local worker) after
+// writing the rank's pid to `path`, as a hung or unreachable host would
+// look to rank 0; returns, but its result can never be relayed.
+int stop_my_rank(std::string path, int x) {
+  const pid_t rank_pid = ::getppid();
+  if (FILE* f = std::fopen(path.c_str(), "w")) {
+    std::fprintf(f, "%d\n", static_cast<int>(rank_pid));
+    std::fclose(f);
+  }
+  ::kill(rank_pid, SIGSTOP);
+  return x;
+}
+
+int slow_square(int x) {
+  std::this_thread::sleep_for(50ms);
+  return x * x;
+}
+
+// Last in this file: the rank it stops is lost for the rest of the run.
+TEST(MpiPoolZLast, ARankThatGoesSilentIsLostItsTaskFailsAndThePoolGoesOn) {
+  mproc::mpi::set_rank_silence_limit(2s);
+  char path[] = "/tmp/mproc-mpi-stop-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  pid_t stopped = 0;
+  {
+    mproc::mpi::Pool pool;
+    const std::size_t before = pool.processes();
+    ASSERT_GE(before, 2u);
+    auto victim = pool.apply_async(stop_my_rank, std::string(path), 7);
+    std::vector<mproc::AsyncResult<int>> others;
+    for (int x = 0; x < 12; ++x) others.push_back(pool.apply_async(slow_square, x));
+    try {
+      (void)victim.get(kGuard);
+      ADD_FAILURE() << "the task on the stopped rank returned";
+    } catch (const mproc::WorkerLostError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("silence: rank "), std::string::npos) << what;
+      EXPECT_NE(what.find("(host "), std::string::npos) << what;
+    }
+    for (int x = 0; x < 12; ++x) EXPECT_EQ(others[static_cast<std::size_t>(x)].get(kGuard), x * x);
+    EXPECT_EQ(pool.apply(square, 6), 36);
+    if (FILE* f = std::fopen(path, "r")) {
+      int pid = 0;
+      if (std::fscanf(f, "%d", &pid) == 1) stopped = pid;
+      std::fclose(f);
+    }
+  }
+  ::unlink(path);
+  ASSERT_GT(stopped, 0) << "the task never said which rank it stopped";
+  // A new pool leaves the lost rank out.
+  {
+    mproc::mpi::Pool pool;
+    EXPECT_EQ(pool.processes(), static_cast<std::size_t>(mproc::mpi::size() - 2));
+    EXPECT_EQ(pool.apply(square, 8), 64);
+  }
+  // Let it go on, so that it can take part in MPI_Finalize at the end.
+  ::kill(stopped, SIGCONT);
+}
+
+// Kills the rank this task runs on (the parent of its local worker).
+int kill_my_rank(int x) {
+  ::kill(::getppid(), SIGKILL);
+  return x;
+}
+
+// Run by its own ctest entry under `mpirun --enable-recovery` (with
+// MPROC_MPI_RECOVERY=1): by default Open MPI ends the whole job when a rank
+// dies, so rank 0 cannot hang; with recovery enabled the job goes on, and
+// the silence limit is what turns the dead rank into a failed task.
+TEST(MpiRecovery, ARankKilledUnderEnableRecoveryIsLostAndThePoolGoesOn) {
+  if (std::getenv("MPROC_MPI_RECOVERY") == nullptr) GTEST_SKIP() << "needs mpirun --enable-recovery (ctest mpi.rank_death_with_recovery)";
+  mproc::mpi::set_rank_silence_limit(2s);
+  mproc::mpi::Pool pool;
+  auto victim = pool.apply_async(kill_my_rank, 1);
+  std::vector<mproc::AsyncResult<int>> others;
+  for (int x = 0; x < 12; ++x) others.push_back(pool.apply_async(slow_square, x));
+  try {
+    (void)victim.get(kGuard);
+    ADD_FAILURE() << "the task on the killed rank returned";
+  } catch (const mproc::WorkerLostError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("silence: rank "), std::string::npos) << what;
+  }
+  for (int x = 0; x < 12; ++x) EXPECT_EQ(others[static_cast<std::size_t>(x)].get(kGuard), x * x);
+  EXPECT_EQ(pool.apply(square, 5), 25);
 }
 
 // No child process of rank 0 is left (each test's pools are gone).
