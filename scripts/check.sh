@@ -219,6 +219,12 @@ stage_install() {
     -DCMAKE_CXX_COMPILER=g++ -DCMAKE_PREFIX_PATH="$prefix"
   build "$base/find_package"
   "$base/find_package/mproc_consumer"
+  if [ -x "$base/find_package/mproc_consumer_mpi" ]; then
+    echo ">> consumer of mproc::mpi via find_package, under mpirun"
+    local as_root=()
+    [ "$(id -u)" -ne 0 ] || as_root=(--allow-run-as-root)
+    mpirun --oversubscribe "${as_root[@]}" -n 2 "$base/find_package/mproc_consumer_mpi"
+  fi
 
   echo ">> consumer via pkg-config"
   local pcdir
