@@ -61,7 +61,7 @@ class MpiTransport final : public Transport {
       std::size_t expected = 0;
       for (std::size_t i = 0; i < ranks_.size(); ++i) {
         if (lost_[i]) continue;
-        mpi::send(ranks_[i], kEnd, nullptr, 0);
+        outbox_.post(ranks_[i], kEnd, nullptr, 0);
         ++expected;
       }
       std::size_t acks = 0;
@@ -69,6 +69,7 @@ class MpiTransport final : public Transport {
       const auto give_up = Clock::now() + silence_;
       std::vector<std::byte> body;
       while (acks < expected && Clock::now() < give_up) {
+        outbox_.progress();
         MPI_Status st;
         if (try_recv(MPI_ANY_SOURCE, MPI_ANY_TAG, body, st)) {
           if (st.MPI_TAG == kEndAck) ++acks;
@@ -92,7 +93,7 @@ class MpiTransport final : public Transport {
     std::vector<std::byte> body(sizeof config_ + init.size());
     std::memcpy(body.data(), &config_, sizeof config_);
     if (!init.empty()) std::memcpy(body.data() + sizeof config_, init.data(), init.size());
-    mpi::send(ranks_[slot], kStart, body.data(), body.size());
+    outbox_.post(ranks_[slot], kStart, body.data(), body.size());
     pids_[slot] = 0;
     alive_[slot] = true;
     last_heard_[slot] = Clock::now();
@@ -101,7 +102,7 @@ class MpiTransport final : public Transport {
 
   void send(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) override {
     if (!fds.empty()) throw SerializationError("mproc::mpi::Pool: handles cannot cross to other ranks");
-    if (!lost_[slot]) mpi::send(ranks_[slot], kSend, bytes.data(), bytes.size());
+    if (!lost_[slot]) outbox_.post(ranks_[slot], kSend, bytes.data(), bytes.size());
   }
 
   Event wait(Deadline deadline) override {
@@ -110,6 +111,7 @@ class MpiTransport final : public Transport {
     auto next_silence_check = Clock::now();
     for (;;) {
       if (woken_.exchange(false)) return event(Event::Kind::wake);
+      outbox_.progress();
       MPI_Status st;
       if (try_recv(MPI_ANY_SOURCE, MPI_ANY_TAG, body, st)) {
         if (auto e = on_receive(st, body)) return std::move(*e);
@@ -129,10 +131,10 @@ class MpiTransport final : public Transport {
   void wake() override { woken_.store(true); }
 
   void kill(std::size_t slot) override {
-    if (alive_[slot] && !lost_[slot]) mpi::send(ranks_[slot], kKill, nullptr, 0);
+    if (alive_[slot] && !lost_[slot]) outbox_.post(ranks_[slot], kKill, nullptr, 0);
   }
   void retire(std::size_t slot) override {
-    if (alive_[slot] && !lost_[slot]) mpi::send(ranks_[slot], kRetire, nullptr, 0);
+    if (alive_[slot] && !lost_[slot]) outbox_.post(ranks_[slot], kRetire, nullptr, 0);
   }
   bool alive(std::size_t slot) const override { return alive_[slot]; }
   int pid(std::size_t slot) const override { return pids_[slot]; }
@@ -234,6 +236,7 @@ class MpiTransport final : public Transport {
   std::unique_ptr<WorkerProgress[]> seen_;
   std::chrono::milliseconds silence_;
   std::atomic<bool> woken_{false};
+  Outbox outbox_;  // last: its destructor lets the last sends finish
 };
 
 }  // namespace

@@ -73,6 +73,30 @@ const std::string& host_of(int rank);
 bool try_recv(int source, int tag, std::vector<std::byte>& body, MPI_Status& status);
 void send(int dest, int tag, const void* data, std::size_t n);
 
+// Sends that never block: two ranks that each send the other a big
+// message (rendezvous protocol) with a blocking MPI_Send would wait for
+// each other forever, as neither receives. A message is copied in, sent
+// with MPI_Isend, and kept until MPI is done with it; MPI keeps the order
+// of messages between two ranks. progress() must be called while polling.
+class Outbox {
+ public:
+  Outbox() = default;
+  Outbox(const Outbox&) = delete;
+  Outbox& operator=(const Outbox&) = delete;
+  ~Outbox();  // waits (bounded) for the sends still in flight
+
+  void post(int dest, int tag, const void* data, std::size_t n);
+  // Completes what MPI has finished sending; true if nothing is in flight.
+  bool progress();
+
+ private:
+  struct Pending {
+    MPI_Request request;
+    std::vector<std::byte> bytes;
+  };
+  std::vector<Pending> pending_;
+};
+
 // Polling with a growing pause: MPI has no descriptor to sleep on, so an
 // idle waiter polls, first back to back, then at most every `max` apart.
 class Backoff {

@@ -21,6 +21,7 @@ class RankServer {
     Backoff backoff(std::chrono::milliseconds(1));
     std::vector<std::byte> body;
     for (;;) {
+      outbox_.progress();
       MPI_Status st;
       if (try_recv(0, MPI_ANY_TAG, body, st)) {
         if (st.MPI_TAG == kShutdown) return;
@@ -134,13 +135,14 @@ class RankServer {
   // hears from this rank at least every kHeartbeatEvery (it takes a long
   // silence for death, see set_rank_silence_limit).
   void tell(int tag, const void* data, std::size_t n) {
-    send(0, tag, data, n);
+    outbox_.post(0, tag, data, n);
     last_told_ = std::chrono::steady_clock::now();
   }
 
   static constexpr auto kHeartbeatEvery = std::chrono::milliseconds(500);
   std::chrono::steady_clock::time_point last_told_{};
   std::unique_ptr<Transport> local_;
+  Outbox outbox_;
   Backoff idle_{std::chrono::milliseconds(2)};
 };
 

@@ -94,6 +94,48 @@ void send(int dest, int tag, const void* data, std::size_t n) {
   check(MPI_Send(data, static_cast<int>(n), MPI_BYTE, dest, tag, comm()), "MPI_Send");
 }
 
+void Outbox::post(int dest, int tag, const void* data, std::size_t n) {
+  if (n > static_cast<std::size_t>(INT_MAX)) {
+    throw SerializationError("mproc::mpi: a message of " + std::to_string(n) +
+                             " bytes is over MPI's 2 GiB limit for one message");
+  }
+  progress();
+  Pending p;
+  p.bytes.resize(n);
+  if (n != 0) std::memcpy(p.bytes.data(), data, n);
+  check(MPI_Isend(p.bytes.data(), static_cast<int>(n), MPI_BYTE, dest, tag, comm(), &p.request), "MPI_Isend");
+  // The vector's heap buffer does not move with the vector.
+  pending_.push_back(std::move(p));
+}
+
+bool Outbox::progress() {
+  for (std::size_t i = 0; i < pending_.size();) {
+    int done = 0;
+    check(MPI_Test(&pending_[i].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done) {
+      pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+  return pending_.empty();
+}
+
+Outbox::~Outbox() {
+  // A peer that is gone never completes its receive: give up after a while
+  // (the requests are then cancelled, which MPI may or may not honour).
+  try {
+    Backoff backoff(std::chrono::milliseconds(1));
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!progress() && std::chrono::steady_clock::now() < give_up) backoff.pause();
+    for (auto& p : pending_) {
+      MPI_Cancel(&p.request);
+      MPI_Request_free(&p.request);
+    }
+  } catch (...) {
+  }
+}
+
 std::chrono::microseconds Backoff::next() noexcept {
   // About 50 polls back to back (a reply on its way arrives within
   // microseconds), then pauses doubling from 10 us up to max_.

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <atomic>
 #include <chrono>
@@ -243,6 +244,26 @@ TEST(MpiPool, CloseLetsQueuedTasksFinish) {
   EXPECT_THROW((void)pool.apply_async(square, 1), mproc::PoolClosedError);
   pool.join();
   EXPECT_EQ(r.get(kGuard).size(), 30u);
+}
+
+std::vector<std::uint8_t> add_one(std::vector<std::uint8_t> v) {
+  for (auto& b : v) b = static_cast<std::uint8_t>(b + 1);
+  return v;
+}
+
+// Big messages both ways at once (rendezvous sized, many in flight): a
+// rank and rank 0 sending each other one must not wait for each other.
+TEST(MpiPool, BigPayloadsTravelBothWaysAtOnce) {
+  mproc::mpi::Pool pool;
+  std::vector<std::vector<std::uint8_t>> in;
+  for (int i = 0; i < 12; ++i) in.emplace_back(std::size_t{4} << 20, static_cast<std::uint8_t>(i));
+  const auto out = pool.map(add_one, in, 1);
+  ASSERT_EQ(out.size(), in.size());
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    ASSERT_EQ(out[i].size(), in[i].size());
+    EXPECT_EQ(out[i].front(), static_cast<std::uint8_t>(i + 1));
+    EXPECT_EQ(out[i].back(), static_cast<std::uint8_t>(i + 1));
+  }
 }
 
 // A function written once against mproc::Pool& takes either pool.
