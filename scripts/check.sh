@@ -17,6 +17,7 @@
 # Usage: bash scripts/check.sh [--quick]
 #   --quick               only stage a (the developer loop)
 #   MPROC_JOBS=N          build/test parallelism (default 2)
+#   MPROC_CCACHE=0        compile without ccache even if it is installed
 #   MPROC_FUZZ_SECONDS=N  fuzzing time per target (default 10)
 #   MPROC_FUZZ_CXX=path   clang++ for the fuzz build (default: newest found)
 set -euo pipefail
@@ -85,8 +86,21 @@ stage() {
 configure() {
   local dir=$1
   shift
-  cmake -S "$ROOT" -B "$dir" -DMPROC_BUILD_BENCH=OFF "$@"
+  cmake -S "$ROOT" -B "$dir" -DMPROC_BUILD_BENCH=OFF "${LAUNCHER[@]}" "$@"
 }
+
+# ccache, when present, makes a rebuild of unchanged sources (another clone,
+# a re-run) nearly free. Paths are taken relative to the checkout so that
+# clones in different directories share the cache; debug info then keeps
+# the directory of whichever clone compiled first (only a debugger sees it).
+LAUNCHER=()
+if [ "${MPROC_CCACHE:-1}" != 0 ] && command -v ccache >/dev/null 2>&1; then
+  LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  export CCACHE_BASEDIR=$ROOT CCACHE_NOHASHDIR=1
+  export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-8G}
+else
+  LAUNCHER=(-UCMAKE_CXX_COMPILER_LAUNCHER)
+fi
 
 build() {
   cmake --build "$1" -j "$JOBS"

@@ -23,6 +23,7 @@ PACKAGES=(
   python3
   procps
   iproute2
+  ccache
   openmpi-bin
   libopenmpi-dev
   python3-mpi4py
