@@ -224,6 +224,7 @@ void PoolCore::supervise() noexcept {
       switch (e.kind) {
         case Transport::Event::Kind::message:
           on_message(e.slot, e.message);
+          transport_->recycle(std::move(e.message));
           break;
         case Transport::Event::Kind::died:
           on_death(e.slot, e);

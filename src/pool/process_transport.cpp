@@ -179,6 +179,12 @@ class ProcessTransport final : public Transport {
 
   bool alive(std::size_t slot) const override { return slots_[slot].alive; }
   int pid(std::size_t slot) const override { return slots_[slot].process.pid(); }
+  void recycle(Message&& m) override {
+    m.fds.clear();  // descriptors close now, not when the buffer is reused
+    if (m.bytes.capacity() > spare_.bytes.capacity() && m.bytes.capacity() <= (std::size_t{64} << 20)) {
+      spare_ = std::move(m);
+    }
+  }
   const WorkerProgress* progress(std::size_t slot) const override {
     return progress_->as<WorkerProgress>(slot * 64);
   }
@@ -195,7 +201,9 @@ class ProcessTransport final : public Transport {
   bool read_message(std::size_t k, Event& e) {
     Slot& s = slots_[k];
     try {
-      e.message = recv_message(s.sock.get());
+      e.message = std::move(spare_);
+      spare_ = Message{};
+      recv_message_into(s.sock.get(), e.message);
       e.kind = Event::Kind::message;
       e.slot = k;
       return true;
@@ -205,6 +213,9 @@ class ProcessTransport final : public Transport {
     }
   }
 
+  // A message buffer handed back by the core (recycle()), reused by the
+  // next read so that big result messages do not fault in fresh pages.
+  Message spare_;
   ProcessTransportOptions options_;
   std::vector<Slot> slots_;
   std::shared_ptr<SharedRegion> progress_;

@@ -42,8 +42,9 @@ std::uint64_t now_ns() {
 
 class ChunkSink final : public ItemSink {
  public:
-  ChunkSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each)
-      : sock_(sock), progress_(progress), chunk_id_(chunk_id), flush_each_(flush_each) {
+  // `out` is the worker's one results buffer, reused chunk after chunk.
+  ChunkSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out)
+      : sock_(sock), progress_(progress), chunk_id_(chunk_id), flush_each_(flush_each), out_(out) {
     start_batch(0);
   }
 
@@ -105,7 +106,7 @@ class ChunkSink final : public ItemSink {
   WorkerProgress* progress_;
   std::uint64_t chunk_id_;
   bool flush_each_;
-  Writer out_;
+  Writer& out_;
   std::size_t count_at_ = 0;
   std::uint32_t count_ = 0;
   std::size_t mark_bytes_ = 0, mark_fds_ = 0;
@@ -136,15 +137,19 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
       }
     }
     std::uint32_t chunks_done = 0;
+    // Reused for every chunk: a large chunk's buffers are allocated (and
+    // their pages faulted in) once, not per chunk.
+    Message m;
+    Writer results;
     for (;;) {
-      Message m = recv_message(fd);
+      recv_message_into(fd, m);
       const std::vector<int> fds = m.raw_fds();
       Reader in(m.bytes, fds);
       const auto kind = in.read_pod<PoolMsg>();
       if (kind == PoolMsg::exit) return;
       if (kind != PoolMsg::task) throw SerializationError("mproc: pool worker: unexpected message");
       const auto chunk_id = in.read_pod<std::uint64_t>();
-      ChunkSink sink(fd, progress, chunk_id, config.flush_each_item);
+      ChunkSink sink(fd, progress, chunk_id, config.flush_each_item, results);
       current_item_sink() = &sink;
       try {
         const Invoker invoke = find_invoker(in.read_pod<std::uint64_t>());

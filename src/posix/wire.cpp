@@ -69,8 +69,9 @@ void send_message(int sock, std::span<const std::byte> bytes, std::span<const in
   send_all(sock, bytes.data() + body_sent, bytes.size() - body_sent);
 }
 
-Message recv_message(int sock, std::size_t max_bytes) {
-  Message m;
+void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
+  m.fds.clear();
+  m.bytes.clear();  // keeps its capacity for this message
   Header h{};
   std::size_t got = 0;
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
@@ -111,11 +112,19 @@ Message recv_message(int sock, std::size_t max_bytes) {
     throw SerializationError("mproc: message of " + std::to_string(h.length) +
                              " bytes exceeds the limit of " + std::to_string(max_bytes));
   }
-  // Grow with what has arrived, never with what the header promises.
+  // Grow with what has arrived, never with what the header promises beyond
+  // kTrusted: a garbage header cannot make this allocate more than that
+  // before the bytes exist. Up to kTrusted, one allocation (or none, when
+  // the buffer is reused) instead of a copy at every doubling.
+  constexpr std::size_t kTrusted = std::size_t{16} << 20;
+  if (m.bytes.capacity() < std::min(h.length, std::uint64_t{kTrusted})) {
+    m.bytes.reserve(std::min(h.length, std::uint64_t{kTrusted}));
+  }
   std::size_t have = 0;
   while (have < h.length) {
-    const std::size_t want = std::min<std::size_t>(h.length - have, std::max<std::size_t>(have, 1 << 16));
-    m.bytes.resize(have + want);
+    const std::size_t room = std::max<std::size_t>({m.bytes.capacity(), have * 2, std::size_t{1} << 16});
+    const std::size_t want = std::min<std::size_t>(h.length, room) - have;
+    if (m.bytes.size() < have + want) m.bytes.resize(have + want);
     const ssize_t r = retry_eintr([&] { return ::recv(sock, m.bytes.data() + have, want, 0); });
     if (r < 0) {
       if (errno == ECONNRESET) throw EOFError("mproc: peer closed the connection mid-message");
@@ -123,8 +132,13 @@ Message recv_message(int sock, std::size_t max_bytes) {
     }
     if (r == 0) throw EOFError("mproc: peer closed the connection mid-message");
     have += static_cast<std::size_t>(r);
-    m.bytes.resize(have);
   }
+  m.bytes.resize(have);
+}
+
+Message recv_message(int sock, std::size_t max_bytes) {
+  Message m;
+  recv_message_into(sock, m, max_bytes);
   return m;
 }
 

@@ -73,6 +73,9 @@ class Transport {
   // queues, locks, shared memory). One between machines cannot; the core
   // then fails a task whose arguments hold a handle with SerializationError.
   virtual bool carries_fds() const noexcept { return true; }
+  // Hands back a message the core is done with, so the transport may
+  // reuse its buffer.
+  virtual void recycle(Message&& /*m*/) {}
   // Whether the worker of `slot` is gone for good and must not be started
   // again (an MPI rank that went silent); the pool goes on with the others.
   virtual bool lost(std::size_t /*slot*/) const noexcept { return false; }

@@ -32,5 +32,8 @@ void send_message(int sock, std::span<const std::byte> bytes, std::span<const in
 // header, SerializationError on a malformed header or a message larger than
 // `max_bytes`, mproc::Error on other failures.
 Message recv_message(int sock, std::size_t max_bytes = std::size_t{1} << 40);
+// The same into `m`, reusing its buffer (a loop receiving many messages
+// allocates only when one is bigger than any before).
+void recv_message_into(int sock, Message& m, std::size_t max_bytes = std::size_t{1} << 40);
 
 }  // namespace mproc::detail
