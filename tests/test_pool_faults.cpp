@@ -326,15 +326,30 @@ TEST_P(PoolFaults, SigintDuringMapEndsTheProcessAndItsWorkers) {
   po.start_method = StartMethod::fork;
   mproc::Process child(po, child_runs_a_long_map, dir.path(), GetParam());
   child.start();
-  // Two tasks are running: both workers are up and busy.
-  ASSERT_TRUE(wait_until([&] { return mproc_test::count_entries(dir.path()) >= 2; }))
-      << "the child's pool never started its tasks";
-  std::vector<pid_t> workers;
-  for (int i = 0; i < 4; ++i) {
-    if (auto text = mproc_test::read_file(dir.file("started-" + std::to_string(i)))) {
-      workers.push_back(std::stoi(*text));
+  // If an assertion below ends the test early, the child (whose map never
+  // returns) must not be left for the Process destructor to join.
+  struct KillOnExit {
+    mproc::Process& p;
+    ~KillOnExit() {
+      if (p.is_alive()) {
+        p.kill();
+        (void)p.join(kGuard);
+      }
     }
-  }
+  } kill_on_exit{child};
+  // Two tasks are running: both workers are up and busy. (A file is
+  // created before its pid is written into it: wait for the content.)
+  std::vector<pid_t> workers;
+  const auto read_workers = [&] {
+    workers.clear();
+    for (int i = 0; i < 4; ++i) {
+      if (auto text = mproc_test::read_file(dir.file("started-" + std::to_string(i))); text && !text->empty()) {
+        workers.push_back(std::stoi(*text));
+      }
+    }
+    return workers.size() >= 2;
+  };
+  ASSERT_TRUE(wait_until(read_workers)) << "the child's pool never started its tasks";
   ASSERT_EQ(workers.size(), 2u);
   ASSERT_EQ(::kill(child.pid(), SIGINT), 0);
   ASSERT_TRUE(child.join(kGuard)) << "the child survived SIGINT";

@@ -15,6 +15,9 @@ namespace mproc::detail {
 namespace {
 constexpr std::size_t kHeader = 1 + 8 + 8;  // kind, chunk id, invoker key
 constexpr std::size_t kSmallChunk = 64 << 10;
+// Buffers of finished chunks kept for reuse: at most 2 per worker, none
+// over this size.
+constexpr std::size_t kMaxSpareBuffer = std::size_t{64} << 20;
 constexpr int kMaxStartupDeaths = 8;
 
 std::uint64_t monotonic_ns() {
@@ -306,6 +309,10 @@ bool PoolCore::dispatch() {
     } else {
       for (const auto& job : jobs_) {
         ChunkWriter cw;
+        if (!spare_buffers_.empty()) {
+          cw.w_.adopt(std::move(spare_buffers_.back()));
+          spare_buffers_.pop_back();
+        }
         std::optional<std::size_t> first;
         try {
           first = job->next_chunk(cw);
@@ -415,7 +422,13 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
   c.answered += count;
   c.last_activity = std::chrono::steady_clock::now();
   auto job = c.job;
-  if (c.answered == c.count) s.inflight.erase(it);
+  if (c.answered == c.count) {
+    // Its buffer writes a later chunk: big chunks then cost no fresh pages.
+    if (spare_buffers_.size() < 2 * slots_ && c.bytes.capacity() <= kMaxSpareBuffer) {
+      spare_buffers_.push_back(std::move(c.bytes));
+    }
+    s.inflight.erase(it);
+  }
   finish_job_if_done(job);
 }
 

@@ -73,6 +73,14 @@ class Writer {
   }
   const std::vector<int>& fds() const noexcept { return fds_; }
   std::size_t size() const noexcept { return size_; }
+  // Writes into `storage` from now on (its content is dropped, its memory
+  // kept): lets a caller recycle the buffer of a message that was sent.
+  void adopt(std::vector<std::byte>&& storage) {
+    bytes_ = std::move(storage);
+    bytes_.resize(bytes_.capacity());
+    size_ = 0;
+    fds_.clear();
+  }
   void clear() noexcept {
     size_ = 0;
     fds_.clear();
