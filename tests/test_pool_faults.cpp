@@ -318,9 +318,8 @@ void child_runs_a_long_map(std::string dir, StartMethod method) {
 TEST_P(PoolFaults, SigintDuringMapEndsTheProcessAndItsWorkers) {
   // The process that gets SIGINT (as from Ctrl-C) is a forked child of the
   // test, so that SIGINT does not hit the test itself; its pool uses the
-  // start method under test. (It is forked rather than started with the
-  // start method under test: a spawn or forkserver child cannot start
-  // spawn/forkserver workers yet, see the report on start_method.cpp.)
+  // start method under test. (Which method starts that child does not
+  // matter here: any child can start pools of any method.)
   TempDir dir;
   mproc::ProcessOptions po;
   po.start_method = StartMethod::fork;
