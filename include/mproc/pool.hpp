@@ -18,7 +18,8 @@
 //  - PoolOptions::task_timeout: a task running longer fails with
 //    mproc::TimeoutError; its worker is killed and replaced.
 //  - imap/imap_unordered are lazy on the input side: at most
-//    `imap_window(processes, chunksize)` = (2 * processes + 2) * chunksize
+//    `imap_window(processes, chunksize)` = max((2 * processes + 2) * chunksize,
+//    16 * processes)
 //    items are taken from the input ahead of the consumer, so an endless
 //    input works and memory stays flat.
 // Callables and arguments must be serializable (serialize.hpp); this is
@@ -109,9 +110,11 @@ struct PoolOptions {
   bool progress = false;
 };
 
-// How many imap items may be taken from the input ahead of the consumer.
+// How many imap items may be taken from the input ahead of the consumer:
+// enough that every worker can hold a few small chunks (so tiny tasks do
+// not wait for round trips), and a constant, so memory stays flat.
 constexpr std::size_t imap_window(std::size_t processes, std::size_t chunksize) {
-  return (2 * processes + 2) * (chunksize == 0 ? 1 : chunksize);
+  return std::max<std::size_t>((2 * processes + 2) * (chunksize == 0 ? 1 : chunksize), 16 * processes);
 }
 
 // The lazy range returned by imap/imap_unordered. Single pass, like a

@@ -15,6 +15,10 @@ namespace mproc::detail {
 namespace {
 constexpr std::size_t kHeader = 1 + 8 + 8;  // kind, chunk id, invoker key
 constexpr std::size_t kSmallChunk = 64 << 10;
+// How many small chunks a worker whose chunks come back within kQuickTurn
+// may hold at once.
+constexpr std::size_t kMaxQueued = 8;
+constexpr auto kQuickTurn = std::chrono::milliseconds(1);
 // Buffers of finished chunks kept for reuse: at most 2 per worker, none
 // over this size.
 constexpr std::size_t kMaxSpareBuffer = std::size_t{64} << 20;
@@ -63,6 +67,7 @@ struct PoolCore::Chunk {
   std::size_t callable_begin = 0, callable_end = 0;
   std::vector<std::size_t> items;
   std::chrono::steady_clock::time_point last_activity;
+  std::chrono::steady_clock::time_point sent_at;
 
   // The items [from, to) as a new chunk (same callable, same fds).
   std::unique_ptr<Chunk> slice(std::uint32_t from, std::uint32_t to) const {
@@ -93,6 +98,7 @@ struct PoolCore::Slot {
   std::uint64_t timeout_chunk = 0;
   std::uint32_t timeout_item = 0;
   bool ever_finished_chunk = false;
+  bool quick = false;  // its last chunk came back within kQuickTurn
 };
 
 // ------------------------------------------------------------ lifecycle ---
@@ -286,13 +292,16 @@ void PoolCore::supervise() noexcept {
 bool PoolCore::dispatch() {
   bool sent = false;
   for (;;) {
-    // Prefer idle workers; then let a busy one hold one small chunk more.
+    // Prefer idle workers; then let a busy one hold small chunks more: one,
+    // or up to kMaxQueued while its chunks come back quickly (so a worker
+    // with tiny tasks never waits for a round trip through this thread).
     std::optional<std::size_t> target;
-    for (int pass = 0; pass < 2 && !target; ++pass) {
+    for (std::size_t pass = 0; pass < kMaxQueued && !target; ++pass) {
       for (std::size_t i = 0; i < slots_; ++i) {
         const Slot& s = slot_state_[i];
         if (!transport_->alive(i) || s.retiring || s.timed_out) continue;
-        if (s.inflight.size() == static_cast<std::size_t>(pass)) {
+        if (pass >= 2 && !s.quick) continue;
+        if (s.inflight.size() == pass) {
           target = i;
           break;
         }
@@ -359,6 +368,7 @@ bool PoolCore::dispatch() {
     chunk->id = next_chunk_id_++;
     std::memcpy(chunk->bytes.data() + 1, &chunk->id, sizeof chunk->id);
     chunk->last_activity = std::chrono::steady_clock::now();
+    chunk->sent_at = chunk->last_activity;
     transport_->send(*target, chunk->bytes, chunk->fds);
     slot_state_[*target].inflight.push_back(std::move(chunk));
     sent = true;
@@ -420,14 +430,21 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
     }
   }
   c.answered += count;
-  c.last_activity = std::chrono::steady_clock::now();
+  const auto c_done_at = std::chrono::steady_clock::now();
+  c.last_activity = c_done_at;
   auto job = c.job;
   if (c.answered == c.count) {
+    // Deep queues only without task_timeout: a task's age is then never
+    // confused with the time its chunk waited behind others.
+    s.quick = !options_.task_timeout && c_done_at - c.sent_at < kQuickTurn;
     // Its buffer writes a later chunk: big chunks then cost no fresh pages.
     if (spare_buffers_.size() < 2 * slots_ && c.bytes.capacity() <= kMaxSpareBuffer) {
       spare_buffers_.push_back(std::move(c.bytes));
     }
     s.inflight.erase(it);
+    // The next chunk starts now: without a progress slot its tasks' age
+    // is counted from here, not from when it was queued.
+    if (!s.inflight.empty()) s.inflight.front()->last_activity = c_done_at;
   }
   finish_job_if_done(job);
 }

@@ -117,12 +117,19 @@ class ProcessTransport final : public Transport {
         pfds.push_back({s.process.sentinel(), POLLIN, 0});
         who.emplace_back(k, false);
       }
-      int timeout_ms = -1;
+      // ppoll, not poll: a deadline microseconds away (the MPI rank server
+      // sleeps here for its polling pauses, from 10 us up) must not become
+      // a whole millisecond.
+      timespec ts{};
+      const timespec* timeout = nullptr;
       if (deadline) {
-        const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - std::chrono::steady_clock::now()).count();
-        timeout_ms = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+        const auto left = std::clamp<std::chrono::nanoseconds>(*deadline - std::chrono::steady_clock::now(),
+                                                               std::chrono::nanoseconds(0), std::chrono::milliseconds(1 << 30));
+        ts.tv_sec = static_cast<time_t>(left.count() / 1000000000);
+        ts.tv_nsec = static_cast<long>(left.count() % 1000000000);
+        timeout = &ts;
       }
-      const int r = retry_eintr([&] { return ::poll(pfds.data(), pfds.size(), timeout_ms); });
+      const int r = retry_eintr([&] { return ::ppoll(pfds.data(), pfds.size(), timeout, nullptr); });
       if (r < 0) throw_errno("mproc::Pool: poll");
       if (r == 0) return event_of(Event::Kind::timeout);
       if (pfds[0].revents) {
