@@ -15,7 +15,11 @@ What it does:
   2. Runs every workload for Python (bench/<workload>/python_mp.py, with
      Debian's /usr/bin/python3), for mproc, and the references it is
      compared with, repetition after repetition, alternating the order of
-     the implementations from one repetition to the next.
+     the implementations from one repetition to the next. W12 compares
+     mproc::mpi::Pool with mpi4py.futures instead (bench/w12_mpi/
+     mpi4py_futures.py): both sides run under mpirun with 4 ranks, and it
+     is skipped, with the reason, where mpirun, mpi4py or mproc::mpi is
+     missing.
   3. Prints one table (median with min-max per cell, and how many times
      faster mproc is than Python and than the reference), writes it to
      results/latest/table.md and table.csv, every sample to raw.json, and
@@ -71,7 +75,7 @@ class Row:
     """One line of the table: a metric of a workload, for Python and mproc,
     and the reference it is compared with (program, metric)."""
 
-    wid: str  # W1..W11: the group it runs in and --only selects by
+    wid: str  # W1..W12: the group it runs in and --only selects by
     name: str
     folder: str  # bench/<folder>/{mproc.cpp,python_mp.py}
     metric: str
@@ -84,6 +88,11 @@ class Row:
     ratios: bool = True
     note: str = ""
     short: str = ""  # the chart's label
+    # W12: both sides run under mpirun with this many ranks (0: plain
+    # processes), and the Python side is bench/<folder>/<python> run with
+    # `python3 -m mpi4py.futures` (the Python column is then mpi4py.futures).
+    mpi_ranks: int = 0
+    python: str = "python_mp.py"
 
     def label(self) -> str:
         return self.short or self.name
@@ -157,9 +166,26 @@ ROWS: list[Row] = [
         "lower", targets=(Target("value", 16, "< 16 MiB", below=True),), ratios=False,
         note="chunksize 1000 on both sides; ratios of near-zero growths mean nothing",
         short="W11 imap RSS"),
+    # W12: mproc::mpi::Pool against mpi4py.futures.MPIPoolExecutor, 4 ranks
+    # (rank 0 + 3 workers) each; the "Python" column is mpi4py.futures.
+    Row("W12", "W12 mpi::Pool apply(square) round trip, 4 ranks", "w12_mpi", "roundtrip_us", "us", "lower",
+        note="Python column: mpi4py.futures.MPIPoolExecutor submit().result(), same 4 ranks; no target",
+        short="W12 MPI apply RTT", mpi_ranks=4, python="mpi4py_futures.py"),
+    Row("W12", "W12 mpi::Pool map(x*x), 100k ints, 4 ranks", "w12_mpi", "map_tasks_per_s", "tasks/s", "higher",
+        targets=(Target("python", 10, ">= 10x mpi4py.futures' tasks/s"),),
+        note="chunksize len/(4*workers) on both sides (8334 here; RESULT map_chunksize); tasks/s = items/s",
+        short="W12 MPI map, 100k ints", mpi_ranks=4, python="mpi4py_futures.py"),
+    Row("W12", "W12 mpi::Pool map over 1 MiB payloads, 4 ranks", "w12_mpi", "payload_mb_per_s", "MB/s", "higher",
+        targets=(Target("python", 1.0, ">= mpi4py.futures' MB/s"),),
+        note="64 x 1 MiB, chunksize 1, each task returns its size",
+        short="W12 MPI 1 MiB payloads", mpi_ranks=4, python="mpi4py_futures.py"),
+    Row("W12", "W12 same, each payload returned", "w12_mpi", "echo_mb_per_s", "MB/s", "higher",
+        targets=(Target("python", 1.0, ">= mpi4py.futures' MB/s"),),
+        note="payload MB per second, each crossing both ways",
+        short="W12 MPI 1 MiB echo", mpi_ranks=4, python="mpi4py_futures.py"),
 ]
 
-GROUPS = [f"W{i}" for i in range(1, 12)]
+GROUPS = [f"W{i}" for i in range(1, 13)]
 
 
 @dataclass
@@ -171,13 +197,20 @@ class Program:
     kind: str  # python | mproc | ref
     name: str
     target: str = ""  # CMake target (C++ only)
-    status: str = "ok"  # ok | pending: ... | error: ...
+    status: str = "ok"  # ok | pending: ... | error: ... | skipped: ...
     failures: int = 0
     samples: dict[str, list[float]] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
+    mpi_ranks: int = 0  # > 0: runs under mpirun (W12)
+    script: str = "python_mp.py"
 
     def command(self, args: argparse.Namespace) -> list[str]:
         extra = (["--quick"] if args.quick else []) + ["--processes", str(args.processes)]
+        if self.mpi_ranks:
+            if self.kind == "python":
+                return [*mpirun(self.mpi_ranks), args.python, "-m", "mpi4py.futures",
+                        str(BENCH / self.name / self.script), *extra]
+            return [*mpirun(self.mpi_ranks), str(BIN / self.target), *extra]
         if self.kind == "python":
             return [args.python, str(BENCH / self.name / "python_mp.py"), *extra]
         return [str(BIN / self.target), *extra]
@@ -189,15 +222,17 @@ def programs_for(rows: list[Row]) -> dict[str, list[Program]]:
     made: dict[str, Program] = {}
     groups: dict[str, list[Program]] = {}
 
-    def get(key: str, kind: str, name: str, target: str = "") -> Program:
+    def get(key: str, kind: str, name: str, target: str = "", row: Row | None = None) -> Program:
         if key not in made:
             made[key] = Program(key, kind, name, target)
+            if row is not None and row.mpi_ranks:
+                made[key].mpi_ranks, made[key].script = row.mpi_ranks, row.python
         return made[key]
 
     for r in rows:
         progs = groups.setdefault(r.wid, [])
-        for p in (get(f"python:{r.folder}", "python", r.folder),
-                  get(f"mproc:{r.folder}", "mproc", r.folder, f"bench_{r.folder}")):
+        for p in (get(f"python:{r.folder}", "python", r.folder, row=r),
+                  get(f"mproc:{r.folder}", "mproc", r.folder, f"bench_{r.folder}", row=r)):
             if p not in progs:
                 progs.append(p)
         if r.ref:
@@ -205,6 +240,64 @@ def programs_for(rows: list[Row]) -> dict[str, list[Program]]:
             if p not in progs:
                 progs.append(p)
     return groups
+
+
+# -------------------------------------------------------------- MPI (W12) ---
+
+
+def mpirun(ranks: int) -> list[str]:
+    """The launcher of the W12 programs: mpirun (or mpiexec) with `ranks`
+    ranks; Open MPI also gets --oversubscribe (4 ranks on a 2-CPU machine)
+    and, for root, --allow-run-as-root, as in tests/mpi/CMakeLists.txt."""
+    exe = shutil.which("mpirun") or shutil.which("mpiexec") or "mpirun"
+    cmd = [exe]
+    if _is_open_mpi(exe):
+        cmd.append("--oversubscribe")
+        if os.geteuid() == 0:
+            cmd.append("--allow-run-as-root")
+    return cmd + ["-n", str(ranks)]
+
+
+_OPEN_MPI: dict[str, bool] = {}
+
+
+def _is_open_mpi(exe: str) -> bool:
+    if exe not in _OPEN_MPI:
+        try:
+            out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+            _OPEN_MPI[exe] = "Open MPI" in out.stdout + out.stderr or "OpenRTE" in out.stdout + out.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            _OPEN_MPI[exe] = False
+    return _OPEN_MPI[exe]
+
+
+def mpi_missing(args: argparse.Namespace) -> str:
+    """Why the W12 programs cannot run here, or '' if they can."""
+    if not (shutil.which("mpirun") or shutil.which("mpiexec")):
+        return "mpirun not found (Debian: openmpi-bin libopenmpi-dev)"
+    res = subprocess.run([args.python, "-c", "import mpi4py.futures"], capture_output=True, text=True)
+    if res.returncode != 0:
+        return f"mpi4py.futures cannot be imported by {args.python} (Debian: python3-mpi4py)"
+    return ""
+
+
+def run_mpi(p: Program, args: argparse.Namespace) -> subprocess.CompletedProcess:
+    """subprocess.run for a program under mpirun. On a timeout mpirun gets
+    SIGTERM, so that it ends its ranks (they live in process groups of
+    their own, and a SIGKILLed mpirun leaves them running), then SIGKILL."""
+    proc = subprocess.Popen(p.command(args), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # mpirun would forward a terminal's input
+    try:
+        out, err = proc.communicate(timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 # ------------------------------------------------------------------ build ---
@@ -245,13 +338,20 @@ def build(programs: list[Program], jobs: int) -> None:
             p.status = reason
         return
 
+    # W12's program exists only where CMake found MPI (bench/CMakeLists.txt).
+    for p in [p for p in cxx if p.mpi_ranks]:
+        if not (BUILD / "bench" / "CMakeFiles" / f"{p.target}.dir").is_dir():
+            p.status = "skipped: CMake built no mproc::mpi here (MPI not found; Debian: libopenmpi-dev)"
+            cxx.remove(p)
+
     # The references do not need the library; the mproc programs do. Build
     # the library once first, so that the parallel target builds below only
-    # find it up to date.
+    # find it up to date (with mproc::mpi for W12).
     mproc_progs = [p for p in cxx if p.kind == "mproc"]
     if mproc_progs:
-        log(f"build: the mproc library (-j{jobs})")
-        lib = subprocess.run(["cmake", "--build", str(BUILD), "-j", str(jobs), "--target", "mproc"],
+        libs = ["mproc"] + (["mproc_mpi"] if any(p.mpi_ranks for p in mproc_progs) else [])
+        log(f"build: the mproc librar{'ies' if len(libs) > 1 else 'y'} (-j{jobs})")
+        lib = subprocess.run(["cmake", "--build", str(BUILD), "-j", str(jobs), "--target", *libs],
                              capture_output=True, text=True)
         if lib.returncode != 0:
             reason = "pending: the library does not build: " + first_error(lib.stdout + lib.stderr)
@@ -291,7 +391,10 @@ def run_once(p: Program, args: argparse.Namespace) -> str:
     """Runs one sample of a program; returns a short summary for the log."""
     t0 = time.monotonic()
     try:
-        res = subprocess.run(p.command(args), cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+        if p.mpi_ranks:
+            res = run_mpi(p, args)
+        else:
+            res = subprocess.run(p.command(args), cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
         p.failures += 1
         p.status = f"error: timed out after {args.timeout} s"
@@ -323,7 +426,7 @@ def run_all(groups: dict[str, list[Program]], args: argparse.Namespace) -> None:
         for wid, progs in groups.items():
             order = progs if rep % 2 == 0 else list(reversed(progs))
             for p in order:
-                if p.status.startswith("pending") or p.failures >= 2:
+                if p.status.startswith(("pending", "skipped")) or p.failures >= 2:
                     continue
                 t0 = time.monotonic()
                 summary = run_once(p, args)
@@ -424,6 +527,8 @@ def cell(s: Stat | None, status: str) -> str:
         return s.cell()
     if status.startswith("pending"):
         return "pending"
+    if status.startswith("skipped"):
+        return "skipped"
     if status.startswith("error"):
         return "error"
     return "-"
@@ -703,11 +808,17 @@ def main() -> int:
         t0 = time.monotonic()
         groups = programs_for(rows)
         everything = {p.key: p for progs in groups.values() for p in progs}
+        mpi_progs = [p for p in everything.values() if p.mpi_ranks]
+        why_no_mpi = mpi_missing(args) if mpi_progs else ""
+        for p in mpi_progs if why_no_mpi else []:
+            p.status = "skipped: " + why_no_mpi
         if not args.no_build:
             jobs = int(os.environ.get("MPROC_JOBS", "2") or 2)
-            build(list(everything.values()), jobs)
+            build([p for p in everything.values() if not p.status.startswith("skipped")], jobs)
         else:
             for p in everything.values():
+                if p.status.startswith("skipped"):
+                    continue
                 if p.kind != "python" and not (BIN / p.target).exists():
                     p.status = f"pending: {p.target} not built (run without --no-build)"
         built = time.monotonic()

@@ -18,7 +18,7 @@ class RankServer {
  public:
   // Returns when rank 0 says shutdown.
   void run() {
-    Backoff backoff(std::chrono::milliseconds(1));
+    Backoff backoff(std::chrono::microseconds(100));
     std::vector<std::byte> body;
     for (;;) {
       outbox_.progress();

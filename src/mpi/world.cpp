@@ -1,6 +1,7 @@
 // world.cpp: mproc::mpi::init/finalize and the state every part of the MPI
 // component shares: mproc's communicator, this rank, the host of each rank.
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <climits>
@@ -198,6 +199,17 @@ void init(int argc, char** argv) {
   w.initialized = true;
   if (w.rank != 0) {
     lock.unlock();
+#ifdef __GLIBC__
+    // A worker rank is mproc's own process, and so are the local workers
+    // it forks: freed memory stays for the next message. glibc would hand
+    // the top of the heap back to the kernel at 128 KiB free (and map big
+    // blocks afresh), so every page of every large message was faulted in
+    // again, several times per message on its way through the rank. (Tasks,
+    // which run in those local workers, see the same: up to 512 MiB of
+    // freed heap is kept rather than returned.)
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest
+#endif
     int code = 0;
     try {
       dm::serve();
