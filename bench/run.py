@@ -359,27 +359,25 @@ def build(programs: list[Program], jobs: int) -> None:
                 p.status = reason
             cxx = [p for p in cxx if p.kind == "ref"]
 
-    # With Makefiles, "<target>/fast" builds the target alone, against the
-    # library built above, without checking its dependencies again: two
-    # parallel makes must never both decide to rebuild libmproc.a (another
-    # engineer may be editing src/ right now), or they corrupt it.
-    fast = (BUILD / "Makefile").exists()
-
-    def one(p: Program) -> tuple[Program, subprocess.CompletedProcess]:
-        if fast:
-            cmd = ["make", "-C", str(BUILD), "--no-print-directory", f"{p.target}/fast"]
-        else:
-            cmd = ["cmake", "--build", str(BUILD), "--target", p.target]
-        return p, subprocess.run(cmd, capture_output=True, text=True)
-
-    log(f"build: {len(cxx)} programs, {jobs} at a time")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for p, res in pool.map(one, cxx):
+    # All programs in one build: one make decides what is out of date
+    # (headers included) and builds it in parallel; two parallel makes could
+    # both decide to rebuild libmproc.a and corrupt it, and make's
+    # "<target>/fast" skips the header dependencies (stale objects that no
+    # longer link). Only if that build fails is each program built on its
+    # own, to tell which ones do not build.
+    log(f"build: {len(cxx)} programs (-j{jobs})")
+    every = subprocess.run(["cmake", "--build", str(BUILD), "-j", str(jobs), "--target", *[p.target for p in cxx]],
+                           capture_output=True, text=True)
+    if every.returncode != 0:
+        for p in cxx:
+            res = subprocess.run(["cmake", "--build", str(BUILD), "--target", p.target],
+                                 capture_output=True, text=True)
             if res.returncode != 0:
                 p.status = "pending: " + first_error(res.stdout + res.stderr)
                 log(f"  {p.target}: does not build ({p.status[9:]})")
-            elif not (BIN / p.target).exists():
-                p.status = f"pending: {p.target} was not produced"
+    for p in cxx:
+        if p.status == "ok" and not (BIN / p.target).exists():
+            p.status = f"pending: {p.target} was not produced"
 
 
 # -------------------------------------------------------------------- run ---
