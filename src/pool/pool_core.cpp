@@ -322,6 +322,9 @@ bool PoolCore::dispatch() {
           cw.w_.adopt(std::move(spare_buffers_.back()));
           spare_buffers_.pop_back();
         }
+        // Chunks of one call tend to have one size: room for the last one's
+        // at once, not a doubling series of copies.
+        cw.w_.reserve(std::min(last_chunk_bytes_, kMaxSpareBuffer));
         std::optional<std::size_t> first;
         try {
           first = job->next_chunk(cw);
@@ -365,6 +368,7 @@ bool PoolCore::dispatch() {
         return sent;
       }
     }
+    last_chunk_bytes_ = chunk->bytes.size();
     chunk->id = next_chunk_id_++;
     std::memcpy(chunk->bytes.data() + 1, &chunk->id, sizeof chunk->id);
     chunk->last_activity = std::chrono::steady_clock::now();

@@ -73,6 +73,11 @@ class Writer {
   }
   const std::vector<int>& fds() const noexcept { return fds_; }
   std::size_t size() const noexcept { return size_; }
+  // Makes room for n bytes in all (one allocation instead of a doubling
+  // series, when the size is known ahead).
+  void reserve(std::size_t n) {
+    if (n > bytes_.size()) grow(n);
+  }
   // Writes into `storage` from now on (its content is dropped, its memory
   // kept): lets a caller recycle the buffer of a message that was sent.
   void adopt(std::vector<std::byte>&& storage) {
