@@ -264,11 +264,13 @@ class MapJob final : public JobBase {
   }
   bool input_exhausted() const override { return pulled_ == total_ || abandoned_; }
   void deliver(std::size_t index, Reader& r) override {
-    if constexpr (!std::is_void_v<R>) {
+    if constexpr (kDirect) {
+      results_[index] = decode_result<R>(r);
+    } else if constexpr (!std::is_void_v<R>) {
       results_[index].emplace(decode_result<R>(r));
     }
     ++answered_;
-    progress_.advance();
+    if (progress_.active()) progress_.advance();
   }
   void fail(std::size_t index, std::exception_ptr e) override {
     if (index < error_index_) {
@@ -276,7 +278,7 @@ class MapJob final : public JobBase {
       error_ = std::move(e);
     }
     ++answered_;
-    progress_.advance();
+    if (progress_.active()) progress_.advance();
   }
   bool finished() const override { return input_exhausted() && answered_ == pulled_; }
   void complete(PoolCore& core) override {
@@ -285,6 +287,8 @@ class MapJob final : public JobBase {
     if (!error_) {
       if constexpr (std::is_void_v<R>) {
         out.emplace();
+      } else if constexpr (kDirect) {
+        out.emplace(std::move(results_));
       } else {
         out.emplace();
         out->reserve(total_);
@@ -311,7 +315,12 @@ class MapJob final : public JobBase {
   std::size_t chunksize_;
   Callbacks<OutValue> cbs_;
   std::shared_ptr<ResultState<Out>> state_;
-  std::vector<std::optional<V>> results_;
+  // Results go straight into the output vector when V can be made empty
+  // first (most types): no optional per item, no copy at the end.
+  static constexpr bool kDirect =
+      !std::is_void_v<R> && std::is_default_constructible_v<V> && std::is_move_assignable_v<V>;
+  using ResultSlot = std::conditional_t<kDirect, V, std::optional<V>>;
+  std::vector<ResultSlot> results_;
   std::size_t pulled_ = 0, answered_ = 0;
   std::size_t error_index_ = SIZE_MAX;
   std::exception_ptr error_;
