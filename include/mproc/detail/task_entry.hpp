@@ -4,7 +4,8 @@
 // registered under the hash of its mangled type (detail/registry.hpp). It
 // decodes the callable and then each item, calls the callable (unpacking
 // tuple items for apply/starmap), and reports each outcome through the
-// worker's ItemSink: the encoded result, or the facts of the exception.
+// worker's ItemSink (detail/item_sink.hpp): the encoded result, or the
+// facts of the exception.
 // Item boundaries are where the sink records progress (which item runs, so
 // that a worker's death or timeout fails exactly that item).
 #pragma once
@@ -17,22 +18,11 @@
 #include <type_traits>
 
 #include "mproc/detail/buffer.hpp"
+#include "mproc/detail/item_sink.hpp"
 #include "mproc/detail/remote_error.hpp"
 #include "mproc/serialize.hpp"
 
 namespace mproc::detail {
-
-// The worker side of one chunk's outcomes (src/pool/worker_main.cpp).
-class ItemSink {
- public:
-  virtual ~ItemSink() = default;
-  virtual void begin_item(std::uint32_t index) = 0;
-  // Marks the item successful and returns where to encode its result.
-  virtual Writer& succeed() = 0;
-  virtual void fail(const RemoteFacts& facts) = 0;
-  virtual void end_item() = 0;
-};
-ItemSink*& current_item_sink() noexcept;
 
 template <class F, class Item, bool Unpack>
 decltype(auto) call_item(F& f, Item& item) {

@@ -1,0 +1,93 @@
+// detail/item_sink.hpp: the worker side of one chunk's outcomes.
+//
+// A pool worker runs a chunk item by item (detail/task_entry.hpp) and
+// reports each outcome here: the encoded result, or the facts of the
+// exception. Before each item the sink writes which item starts into the
+// worker's shared progress slot, so that if the worker dies (or is killed
+// for a timeout) the pool fails exactly that item and re-queues the ones it
+// never started.
+//
+// Results are batched into `results` messages: one is sent when the chunk
+// ends, when 2 ms have passed since the last send, or when 1 MiB is
+// waiting; with a task timeout, after every item. So a SIGKILL loses at
+// most the results of a few ms of work; the pool runs those items again
+// (only the item that was running when the worker died fails), never drops
+// them.
+//
+// The per-item calls are inline: for small tasks they are most of what a
+// worker does besides the task itself (src/pool/item_sink.cpp has the rest).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "mproc/detail/buffer.hpp"
+#include "mproc/detail/remote_error.hpp"
+#include "mproc/detail/transport.hpp"
+
+namespace mproc::detail {
+
+class ItemSink {
+ public:
+  // `out` is the worker's one results buffer, reused chunk after chunk;
+  // results go to the socket `sock`.
+  ItemSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out);
+  ItemSink(const ItemSink&) = delete;
+  ItemSink& operator=(const ItemSink&) = delete;
+
+  void begin_item(std::uint32_t index) {
+    // The clock is read only every 64 items (or for every item when task
+    // timeouts need each start time): a clock read costs as much as a
+    // small task.
+    if (count_ > 0 && (flush_each_ || out_.size() > kFlushBytes || ((index & 63u) == 0 && flush_due()))) {
+      flush();
+      start_batch(index);
+    }
+    mark_bytes_ = out_.size();
+    mark_fds_ = out_.fds().size();
+    progress_->item.store(index, std::memory_order_relaxed);
+    if (flush_each_) progress_->started_ns.store(now_ns(), std::memory_order_relaxed);
+    progress_->running.store(1, std::memory_order_release);
+  }
+  // Marks the item successful and returns where to encode its result.
+  Writer& succeed() {
+    out_.write_pod(std::uint8_t{1});
+    return out_;
+  }
+  // Marks the item failed (dropping whatever part of a result was written).
+  void fail(const RemoteFacts& facts);
+  void end_item() {
+    progress_->running.store(0, std::memory_order_release);
+    ++count_;
+  }
+  // Sends what is left. Called once, after the last item.
+  void finish() {
+    if (count_ > 0) flush();
+  }
+
+  static std::uint64_t now_ns() noexcept;
+
+ private:
+  static constexpr std::size_t kFlushBytes = std::size_t{1} << 20;
+  static constexpr std::uint64_t kFlushNs = 2000000;
+
+  bool flush_due() const noexcept { return now_ns() - last_flush_ > kFlushNs; }
+  void start_batch(std::uint32_t first);
+  void flush();
+
+  int sock_;
+  WorkerProgress* progress_;
+  std::uint64_t chunk_id_;
+  bool flush_each_;
+  Writer& out_;
+  std::size_t count_at_ = 0;
+  std::uint32_t count_ = 0;
+  std::size_t mark_bytes_ = 0, mark_fds_ = 0;
+  std::uint64_t last_flush_ = 0;
+};
+
+// The sink of the chunk this thread runs (set by the worker loop for the
+// chunk's invoker, which finds it here).
+ItemSink*& current_item_sink() noexcept;
+
+}  // namespace mproc::detail
