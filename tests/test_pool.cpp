@@ -160,6 +160,57 @@ TEST_P(Pool, MapTakesANonSizedFilterView) {
   EXPECT_EQ(pool.map(square, evens), expected);
 }
 
+double halve(int x) { return x / 2.0; }
+bool is_even(int x) { return x % 2 == 0; }
+enum class Parity : std::uint8_t { even, odd };
+Parity parity(long x) { return x % 2 == 0 ? Parity::even : Parity::odd; }
+int fail_at_42_and_77(int x) {
+  if (x == 42 || x == 77) throw std::out_of_range("item " + std::to_string(x));
+  return x;
+}
+
+TEST_P(Pool, MapOfPlainValuesConvertsAndKeepsTypes) {
+  // Plain items and results travel in bulk (pool_jobs.hpp): a contiguous
+  // input of the parameter's type, one that must be converted (short ->
+  // int, int -> long), a non-contiguous one, results of other plain types
+  // (double, an enum) and bool (checked one by one).
+  mproc::Pool pool(options());
+  std::vector<int> ints;
+  std::vector<short> shorts;
+  std::vector<double> halves;
+  std::vector<Parity> parities;
+  std::vector<bool> evens;
+  for (int i = 0; i < 3000; ++i) {
+    ints.push_back(i);
+    shorts.push_back(static_cast<short>(i));
+    halves.push_back(i / 2.0);
+    parities.push_back(i % 2 == 0 ? Parity::even : Parity::odd);
+    evens.push_back(i % 2 == 0);
+  }
+  EXPECT_EQ(pool.map(halve, ints), halves);
+  EXPECT_EQ(pool.map(halve, shorts, 7), halves);
+  EXPECT_EQ(pool.map(halve, std::views::iota(0, 3000), 100), halves);
+  EXPECT_EQ(pool.map(parity, ints, 64), parities);
+  EXPECT_EQ(pool.map(is_even, ints), evens);
+}
+
+TEST_P(Pool, MapOfPlainValuesReportsTheLowestFailingItem) {
+  // Failures in the middle of runs of plain results: the call ends (every
+  // item answered) and throws the error of the lowest failing index.
+  mproc::Pool pool(options());
+  std::vector<int> xs(100);
+  for (int i = 0; i < 100; ++i) xs[static_cast<std::size_t>(i)] = i;
+  for (std::size_t chunksize : {0u, 1u, 50u, 100u}) {
+    try {
+      (void)pool.map(fail_at_42_and_77, xs, chunksize);
+      ADD_FAILURE() << "no error, chunksize " << chunksize;
+    } catch (const std::out_of_range& e) {
+      EXPECT_STREQ(e.what(), "item 42") << "chunksize " << chunksize;
+    }
+  }
+  EXPECT_EQ(pool.map(fail_at_42_and_77, std::vector{1, 2, 3}), (std::vector{1, 2, 3}));
+}
+
 TEST_P(Pool, MapOfAnEmptyInputIsEmpty) {
   mproc::Pool pool(options());
   auto fut = guarded(pool, "map over an empty vector", [&] { return pool.map(square, std::vector<int>{}); });

@@ -36,6 +36,8 @@ std::uint64_t monotonic_ns() {
 void ChunkWriter::begin(std::uint64_t invoker_key) {
   w_.clear();
   item_offsets_.clear();
+  stride_ = 0;
+  fixed_count_ = 0;
   key_ = invoker_key;
   w_.write_pod(PoolMsg::task);
   w_.write_pod(std::uint64_t{0});  // chunk id, set when sent
@@ -50,8 +52,14 @@ void ChunkWriter::end_callable() {
 
 void ChunkWriter::begin_item() { item_offsets_.push_back(w_.size()); }
 
+std::byte* ChunkWriter::add_fixed_items(std::size_t n, std::size_t size) {
+  stride_ = size;
+  fixed_count_ += n;
+  return w_.extend(n * size);
+}
+
 std::uint32_t ChunkWriter::finish() {
-  const auto n = static_cast<std::uint32_t>(item_offsets_.size());
+  const auto n = items();
   std::memcpy(w_.data() + callable_end_, &n, sizeof n);
   return n;
 }
@@ -65,7 +73,10 @@ struct PoolCore::Chunk {
   std::vector<std::byte> bytes;
   std::vector<int> fds;
   std::size_t callable_begin = 0, callable_end = 0;
+  // Where each item starts: items[i], or with fixed-size items (stride),
+  // computed from the first (after the callable and the count).
   std::vector<std::size_t> items;
+  std::size_t stride = 0;
   std::chrono::steady_clock::time_point last_activity;
   std::chrono::steady_clock::time_point sent_at;
 
@@ -79,15 +90,22 @@ struct PoolCore::Chunk {
     c->bytes.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(callable_end));
     c->callable_begin = callable_begin;
     c->callable_end = callable_end;
+    c->stride = stride;
     const std::uint32_t n = c->count;
     const auto* np = reinterpret_cast<const std::byte*>(&n);
     c->bytes.insert(c->bytes.end(), np, np + sizeof n);
-    const std::size_t shift = items[from] - (callable_end + sizeof n);
-    for (std::uint32_t i = from; i < to; ++i) c->items.push_back(items[i] - shift);
-    const std::size_t end = to < count ? items[to] : bytes.size();
-    c->bytes.insert(c->bytes.end(), bytes.begin() + static_cast<std::ptrdiff_t>(items[from]),
+    const std::size_t shift = offset(from) - (callable_end + sizeof n);
+    if (stride == 0) {
+      for (std::uint32_t i = from; i < to; ++i) c->items.push_back(items[i] - shift);
+    }
+    const std::size_t end = to < count ? offset(to) : bytes.size();
+    c->bytes.insert(c->bytes.end(), bytes.begin() + static_cast<std::ptrdiff_t>(offset(from)),
                     bytes.begin() + static_cast<std::ptrdiff_t>(end));
     return c;
+  }
+
+  std::size_t offset(std::uint32_t i) const {
+    return stride != 0 ? callable_end + sizeof(std::uint32_t) + i * stride : items[i];
   }
 };
 
@@ -348,6 +366,7 @@ bool PoolCore::dispatch() {
         chunk->callable_begin = cw.callable_begin_;
         chunk->callable_end = cw.callable_end_;
         chunk->items = std::move(cw.item_offsets_);
+        chunk->stride = cw.stride_;
         chunk->fds = cw.w_.fds();
         chunk->bytes = std::move(cw.w_.buffer());
         break;
@@ -408,10 +427,36 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
     throw SerializationError("mproc::Pool: worker answered items out of order");
   }
   s.ever_finished_chunk = true;
+  // A message that completes its chunk frees the worker: its next chunk is
+  // sent before these results are decoded, so that the worker computes
+  // while this thread decodes (big chunks would otherwise leave it idle).
+  std::unique_ptr<Chunk> owned;
+  const bool completes = c.answered + count == c.count;
+  if (completes) {
+    owned = std::move(*it);
+    s.inflight.erase(it);
+    s.quick = !options_.task_timeout && std::chrono::steady_clock::now() - c.sent_at < kQuickTurn;
+    bool broken_now;
+    {
+      std::lock_guard lock(mu_);
+      broken_now = broken_ != nullptr || state_ == State::terminate;
+    }
+    if (!broken_now) dispatch();
+  }
   bool readable = true;
   std::exception_ptr desync;
+  bool bulk = true;  // until the job says it cannot
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::size_t index = c.first + first + i;
+    if (readable && bulk) {
+      // Runs of successes in bulk, where the job can (a map of plain values).
+      const std::uint32_t n = c.job->deliver_run(index, count - i, r);
+      if (n != 0) {
+        i += n - 1;
+        continue;
+      }
+      bulk = false;
+    }
     if (!readable) {
       c.job->fail(index, desync);
       continue;
@@ -437,15 +482,11 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
   const auto c_done_at = std::chrono::steady_clock::now();
   c.last_activity = c_done_at;
   auto job = c.job;
-  if (c.answered == c.count) {
-    // Deep queues only without task_timeout: a task's age is then never
-    // confused with the time its chunk waited behind others.
-    s.quick = !options_.task_timeout && c_done_at - c.sent_at < kQuickTurn;
+  if (completes) {
     // Its buffer writes a later chunk: big chunks then cost no fresh pages.
     if (spare_buffers_.size() < 2 * slots_ && c.bytes.capacity() <= kMaxSpareBuffer) {
       spare_buffers_.push_back(std::move(c.bytes));
     }
-    s.inflight.erase(it);
     // The next chunk starts now: without a progress slot its tasks' age
     // is counted from here, not from when it was queued.
     if (!s.inflight.empty()) s.inflight.front()->last_activity = c_done_at;

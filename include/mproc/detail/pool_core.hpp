@@ -46,11 +46,18 @@ class ChunkWriter {
   void begin(std::uint64_t invoker_key);
   void end_callable();
   void begin_item();
+  // Adds `n` items of `size` bytes each and returns where to write them
+  // (n * size bytes): for items that are their bytes (is_bitwise_v), with
+  // no per-item bookkeeping. A chunk's items are all added this way or all
+  // with begin_item().
+  std::byte* add_fixed_items(std::size_t n, std::size_t size);
   // Patches the item count; returns it.
   std::uint32_t finish();
 
   Writer& writer() noexcept { return w_; }
-  std::uint32_t items() const noexcept { return static_cast<std::uint32_t>(item_offsets_.size()); }
+  std::uint32_t items() const noexcept {
+    return static_cast<std::uint32_t>(stride_ ? fixed_count_ : item_offsets_.size());
+  }
 
  private:
   friend class PoolCore;
@@ -58,6 +65,7 @@ class ChunkWriter {
   std::uint64_t key_ = 0;
   std::size_t callable_begin_ = 0, callable_end_ = 0;
   std::vector<std::size_t> item_offsets_;
+  std::size_t stride_ = 0, fixed_count_ = 0;  // add_fixed_items()
 };
 
 class PoolCore;
@@ -79,6 +87,11 @@ class JobBase {
   virtual bool input_exhausted() const = 0;
   // Item `index` succeeded; its encoded result is next in `r`.
   virtual void deliver(std::size_t index, Reader& r) = 0;
+  // A fast path for many outcomes at once: `r` holds up to `max` outcomes
+  // of items index, index + 1, ... (a tag byte, 1 = success, then the
+  // result). Delivers the leading successes it can decode in bulk and
+  // returns how many; 0 means "use deliver() and fail() one by one".
+  virtual std::uint32_t deliver_run(std::size_t /*index*/, std::uint32_t /*max*/, Reader& /*r*/) { return 0; }
   virtual void fail(std::size_t index, std::exception_ptr error) = 0;
   // True when every item that will ever exist has an outcome.
   virtual bool finished() const = 0;

@@ -8,8 +8,10 @@
 // input order or completion order).
 #pragma once
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -26,6 +28,7 @@
 
 #include "mproc/async_result.hpp"
 #include "mproc/detail/callable.hpp"
+#include "mproc/detail/huge_pages.hpp"
 #include "mproc/detail/pool_core.hpp"
 #include "mproc/detail/progress.hpp"
 #include "mproc/detail/registry.hpp"
@@ -96,6 +99,12 @@ template <class Fn, class Item>
 struct item_result<Fn, Item, true> {
   using type = apply_result_t<Fn, Item>;
 };
+
+// Values that travel as their bytes and need no check on arrival (a bool
+// does: only 0 and 1 are bools): chunks and results of these are copied in
+// bulk.
+template <class T>
+inline constexpr bool is_plain_v = is_bitwise_v<T> && !std::is_same_v<T, bool>;
 
 // Writes element `e` as an Item, converting only when the types differ.
 template <class Item, bool Unpack, class E>
@@ -244,7 +253,13 @@ class MapJob final : public JobBase {
         cbs_(std::move(cbs)),
         state_(std::make_shared<ResultState<Out>>()),
         progress_(progress, total_) {
-    if constexpr (!std::is_void_v<R>) results_.resize(total_);
+    if constexpr (!std::is_void_v<R>) {
+      // The output's pages are faulted in here, by resize: as huge pages
+      // when the output is big (detail/huge_pages.hpp).
+      results_.reserve(total_);
+      if constexpr (!std::is_same_v<ResultSlot, bool>) advise_huge_pages(results_.data(), total_ * sizeof(ResultSlot));
+      results_.resize(total_);
+    }
   }
 
   std::shared_ptr<ResultState<Out>> state() const { return state_; }
@@ -256,9 +271,26 @@ class MapJob final : public JobBase {
     cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
     encode_value(cw.writer(), f_);
     cw.end_callable();
-    for (std::size_t n = 0; n < chunksize_ && pulled_ < total_; ++n, ++pulled_, ++it_) {
-      cw.begin_item();
-      encode_item<Item, Unpack>(cw.writer(), *it_);
+    if constexpr (!Unpack && is_plain_v<Item>) {
+      // Plain items are their bytes: copied in one go from a contiguous
+      // input of that very type, else converted one by one.
+      const std::size_t n = std::min(chunksize_, total_ - pulled_);
+      std::byte* out = cw.add_fixed_items(n, sizeof(Item));
+      if constexpr (std::ranges::contiguous_range<View> && std::is_same_v<std::ranges::range_value_t<View>, Item>) {
+        std::memcpy(out, std::to_address(it_), n * sizeof(Item));
+        it_ += static_cast<std::ranges::range_difference_t<View>>(n);
+      } else {
+        for (std::size_t k = 0; k < n; ++k, ++it_) {
+          const Item v(*it_);
+          std::memcpy(out + k * sizeof(Item), &v, sizeof(Item));
+        }
+      }
+      pulled_ += n;
+    } else {
+      for (std::size_t n = 0; n < chunksize_ && pulled_ < total_; ++n, ++pulled_, ++it_) {
+        cw.begin_item();
+        encode_item<Item, Unpack>(cw.writer(), *it_);
+      }
     }
     return first;
   }
@@ -271,6 +303,27 @@ class MapJob final : public JobBase {
     }
     ++answered_;
     if (progress_.active()) progress_.advance();
+  }
+  std::uint32_t deliver_run(std::size_t index, std::uint32_t max, Reader& r) override {
+    if constexpr (kDirect && is_plain_v<V>) {
+      // Each outcome is a tag byte and the value's bytes; successes are
+      // copied straight into the output.
+      constexpr std::size_t kStep = 1 + sizeof(V);
+      const std::span<const std::byte> in = r.rest();
+      const std::size_t fit = std::min<std::size_t>({max, in.size() / kStep, total_ - std::min(index, total_)});
+      std::size_t n = 0;
+      while (n < fit && in[n * kStep] == std::byte{1}) {
+        std::memcpy(&results_[index + n], in.data() + n * kStep + 1, sizeof(V));
+        ++n;
+      }
+      (void)r.take(n * kStep);
+      answered_ += n;
+      if (progress_.active() && n != 0) progress_.advance(n);
+      return static_cast<std::uint32_t>(n);
+    } else {
+      (void)index, (void)max, (void)r;
+      return 0;
+    }
   }
   void fail(std::size_t index, std::exception_ptr e) override {
     if (index < error_index_) {
