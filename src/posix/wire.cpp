@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "mproc/detail/huge_pages.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {
@@ -119,6 +120,7 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
   constexpr std::size_t kTrusted = std::size_t{16} << 20;
   if (m.bytes.capacity() < std::min(h.length, std::uint64_t{kTrusted})) {
     m.bytes.reserve(std::min(h.length, std::uint64_t{kTrusted}));
+    advise_huge_pages(m.bytes.data(), m.bytes.capacity());
   }
   std::size_t have = 0;
   while (have < h.length) {

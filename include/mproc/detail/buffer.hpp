@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "mproc/detail/huge_pages.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {
@@ -95,6 +96,10 @@ class Writer {
   void grow(std::size_t need) {
     std::size_t cap = bytes_.size() < 256 ? 256 : bytes_.size() * 2;
     while (cap < need) cap *= 2;
+    if (cap >= kHugePageAdviceMin && cap > bytes_.capacity()) {
+      bytes_.reserve(cap);
+      advise_huge_pages(bytes_.data(), cap);
+    }
     bytes_.resize(cap);
   }
 
@@ -152,6 +157,8 @@ class Reader {
     return fds_[i];
   }
 
+  // The bytes not read yet (a view; read nothing).
+  std::span<const std::byte> rest() const noexcept { return bytes_.subspan(pos_); }
   std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
   std::size_t position() const noexcept { return pos_; }
   bool at_end() const noexcept { return pos_ == bytes_.size(); }
