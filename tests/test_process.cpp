@@ -616,6 +616,21 @@ TEST_P(Process, ChildOutlivesTheThreadThatStartedIt) {
   EXPECT_EQ(p.exitcode(), 0) << "-9 means the child died with the thread that started it";
 }
 
+TEST_P(Process, StartedFromASecondaryThreadItCanBeTerminated) {
+  // Children started off the main thread are created on mproc's launcher
+  // thread, which blocks every signal; the child must get the signal mask
+  // of the thread that started it, or SIGTERM would never reach it.
+  mproc::Process p;
+  std::thread([&] {
+    p = mproc::Process(options(), sleep_until_killed);
+    p.start();
+  }).join();
+  KillAtScopeEnd guard(p);
+  p.terminate();
+  ASSERT_TRUE(p.join(kGuard)) << "SIGTERM did not end the child: blocked in it?";
+  EXPECT_EQ(p.exitcode(), -SIGTERM);
+}
+
 TEST_P(Process, StartsAndJoinsWhileAnotherThreadLocksAndAllocates) {
 #if defined(__SANITIZE_ADDRESS__)
   // Not a limitation of mproc: GCC 12's ASan allocator does not take its

@@ -18,6 +18,11 @@ namespace mproc::detail {
 
 std::unique_ptr<Child> launch_fork(const Job& job) {
   std::unique_ptr<Child> out;
+  // The child starts with the signal mask of the thread that asked for it,
+  // not that of the launcher thread (which blocks everything): a child
+  // with SIGTERM blocked could not be terminate()d.
+  sigset_t caller;
+  pthread_sigmask(SIG_SETMASK, nullptr, &caller);
   on_launcher_thread([&] {
     const pid_t parent = ::getpid();
     const std::string parent_name = identity().name;
@@ -30,7 +35,7 @@ std::unique_ptr<Child> launch_fork(const Job& job) {
     const pid_t pid = ::fork();
     if (pid == 0) {
       die_with_parent(parent);
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      pthread_sigmask(SIG_SETMASK, &caller, nullptr);
       become_child(job.name, job.daemon, parent, parent_name);
       const int code = run_target(job.run_here);
       ::_exit(code);
