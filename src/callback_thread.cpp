@@ -7,7 +7,7 @@
 namespace mproc::detail {
 
 CallbackThread::CallbackThread(std::string owner, std::function<void(std::exception_ptr)> on_error)
-    : owner_(std::move(owner)), on_error_(std::move(on_error)), thread_([this] { run(); }) {}
+    : owner_(std::move(owner)), on_error_(std::move(on_error)) {}
 
 CallbackThread::~CallbackThread() { stop_and_join(); }
 
@@ -15,17 +15,25 @@ void CallbackThread::post(std::function<void()> fn) {
   {
     std::lock_guard lock(mu_);
     queue_.push_back(std::move(fn));
+    // Started on first use: most pools never run a callback, and a thread
+    // costs as much as a quarter of a pool's start.
+    if (!started_) {
+      started_ = true;
+      thread_ = std::thread([this] { run(); });
+    }
   }
   cv_.notify_one();
 }
 
 void CallbackThread::stop_and_join() {
+  std::thread t;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) t = std::move(thread_);
   }
   cv_.notify_all();
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  if (t.joinable()) t.join();
 }
 
 void CallbackThread::run() noexcept {

@@ -75,10 +75,14 @@ void serve(Launcher* l) {
   }
 }
 
+thread_local bool t_outlives_children = false;
+
 }  // namespace
 
+void launch_from_this_thread() noexcept { t_outlives_children = true; }
+
 void on_launcher_thread(const std::function<void()>& fn) {
-  if (static_cast<pid_t>(::syscall(SYS_gettid)) == ::getpid()) {
+  if (t_outlives_children || static_cast<pid_t>(::syscall(SYS_gettid)) == ::getpid()) {
     fn();
     return;
   }

@@ -3,7 +3,8 @@
 //
 // An exception escaping a callback must not kill this thread (later
 // callbacks and results depend on it): it goes to the `on_error` handler
-// given at construction, or is printed to stderr naming the owner.
+// given at construction, or is printed to stderr naming the owner. The
+// thread starts with the first callback.
 #pragma once
 
 #include <condition_variable>
@@ -38,7 +39,8 @@ class CallbackThread {
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   bool stop_ = false;
-  std::thread thread_;
+  bool started_ = false;
+  std::thread thread_;  // started by the first post()
 };
 
 }  // namespace mproc::detail

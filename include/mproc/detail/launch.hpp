@@ -117,6 +117,11 @@ const std::vector<std::string>& saved_argv();
 // created a child exits) means "when the process exits".
 void on_launcher_thread(const std::function<void()>& fn);
 
+// Declares that the calling thread outlives every child it starts (a pool's
+// supervisor, which ends only once its workers are gone): on_launcher_thread
+// then runs right here, saving a hand-off to the launcher thread per child.
+void launch_from_this_thread() noexcept;
+
 // Flushes C and C++ standard streams so that a forked child does not write
 // out the parent's buffered output a second time.
 void flush_std_streams() noexcept;
