@@ -18,6 +18,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <future>
+#include <map>
+#include <ranges>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -276,6 +278,43 @@ TEST_P(PoolFaults, MapOfPlainValuesLosesOnlyTheRunningItemOfAChunk) {
   std::vector<int> expected;
   for (int x = 0; x < 20; ++x) expected.push_back(x * x);
   EXPECT_EQ(guarded(pool, "map of ints", [&] { return pool.map(ok, xs, 10); }).get(), expected);
+}
+
+TEST_P(PoolFaults, ManyTinyChunksLoseOnlyTheDyingItem) {
+  // chunksize 1 over tiny tasks: a worker holds many chunks at once and may
+  // defer the results of finished ones while it runs the next
+  // (item_sink.hpp), so when it dies the running item need not be in its
+  // oldest unanswered chunk. Whatever the interleaving, exactly the dying
+  // item fails and every other one gives its value.
+  mproc::Pool pool(options());
+  TempDir dir;
+  constexpr int kN = 400, kVictim = 250;
+  DieOrSquare task{dir.path(), kVictim};
+  auto fut = guarded(pool, "imap_unordered of tiny chunks with a dying task", [&] {
+    std::map<int, int> values;
+    int lost = 0;
+    auto range = pool.imap_unordered(task, std::views::iota(0, kN), 1);
+    for (;;) {
+      try {
+        auto v = range.next();
+        if (!v) break;
+        values[*v] += 1;
+      } catch (const mproc::WorkerLostError& e) {
+        EXPECT_NE(std::string(e.what()).find("task #" + std::to_string(kVictim)), std::string::npos) << e.what();
+        ++lost;
+      }
+    }
+    return std::make_pair(values, lost);
+  });
+  const auto [values, lost] = fut.get();
+  EXPECT_EQ(lost, 1);
+  EXPECT_EQ(values.size(), static_cast<std::size_t>(kN - 1));
+  for (int x = 0; x < kN; ++x) {
+    if (x == kVictim) continue;
+    auto it = values.find(x * x);
+    EXPECT_TRUE(it != values.end() && it->second == 1) << "item " << x;
+  }
+  expect_all_workers_live(pool);
 }
 
 TEST_P(PoolFaults, TaskTimeoutFailsTheTaskAndTheOthersSucceed) {

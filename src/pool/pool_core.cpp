@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "mproc/detail/launch.hpp"
 #include "mproc/detail/remote_error.hpp"
 #include "mproc/errors.hpp"
 
@@ -17,12 +18,15 @@ constexpr std::size_t kHeader = 1 + 8 + 8;  // kind, chunk id, invoker key
 constexpr std::size_t kSmallChunk = 64 << 10;
 // How many small chunks a worker whose chunks come back within kQuickTurn
 // may hold at once.
-constexpr std::size_t kMaxQueued = 8;
+constexpr std::size_t kMaxQueued = 32;
 constexpr auto kQuickTurn = std::chrono::milliseconds(1);
 // Buffers of finished chunks kept for reuse: at most 2 per worker, none
 // over this size.
 constexpr std::size_t kMaxSpareBuffer = std::size_t{64} << 20;
 constexpr int kMaxStartupDeaths = 8;
+// Events handled between two dispatches at most (so that a flood of
+// results cannot starve the sending of new chunks).
+constexpr int kMaxEventsPerRound = 64;
 
 std::uint64_t monotonic_ns() {
   timespec ts;
@@ -208,6 +212,10 @@ bool PoolCore::start_worker(std::size_t slot) {
 }
 
 void PoolCore::supervise() noexcept {
+  // This thread ends only after the shutdown below has seen every worker
+  // end, so workers may be forked right here (PR_SET_PDEATHSIG follows the
+  // thread that forks): no hand-off to the launcher thread per worker.
+  launch_from_this_thread();
   bool graceful = false;
   try {
     for (std::size_t i = 0; i < slots_; ++i) {
@@ -247,21 +255,22 @@ void PoolCore::supervise() noexcept {
         graceful = true;
         break;
       }
-      Transport::Event e = transport_->wait(next_deadline());
-      switch (e.kind) {
-        case Transport::Event::Kind::message:
+      // Every event that is ready is handled before the next dispatch, so
+      // that a worker answering several chunks at once gets all its next
+      // chunks at once too (one wake-up each way, not one per chunk).
+      Deadline until = next_deadline();
+      for (int handled = 0; handled < kMaxEventsPerRound; ++handled) {
+        Transport::Event e = transport_->wait(until);
+        if (e.kind == Transport::Event::Kind::timeout) break;
+        if (e.kind == Transport::Event::Kind::message) {
           on_message(e.slot, e.message);
           transport_->recycle(std::move(e.message));
-          break;
-        case Transport::Event::Kind::died:
+        } else if (e.kind == Transport::Event::Kind::died) {
           on_death(e.slot, e);
-          break;
-        case Transport::Event::Kind::timeout:
-          check_timeouts();
-          break;
-        case Transport::Event::Kind::wake:
-          break;
+        }
+        until = std::chrono::steady_clock::now();  // no more waiting this round
       }
+      check_timeouts();
     }
   } catch (...) {
     std::lock_guard lock(mu_);
@@ -427,9 +436,10 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
     throw SerializationError("mproc::Pool: worker answered items out of order");
   }
   s.ever_finished_chunk = true;
-  // A message that completes its chunk frees the worker: its next chunk is
-  // sent before these results are decoded, so that the worker computes
-  // while this thread decodes (big chunks would otherwise leave it idle).
+  // A message that completes a big chunk frees the worker: its next chunk
+  // is sent before these results are decoded, so that the worker computes
+  // while this thread decodes. (Small chunks wait for the supervisor loop,
+  // which sends a worker all its next chunks at once.)
   std::unique_ptr<Chunk> owned;
   const bool completes = c.answered + count == c.count;
   if (completes) {
@@ -441,7 +451,7 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
       std::lock_guard lock(mu_);
       broken_now = broken_ != nullptr || state_ == State::terminate;
     }
-    if (!broken_now) dispatch();
+    if (!broken_now && c.bytes.size() > kSmallChunk) dispatch();
   }
   bool readable = true;
   std::exception_ptr desync;
@@ -503,45 +513,61 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
   std::vector<std::shared_ptr<JobBase>> touched;
   bool lost_any = false;
   if (!inflight.empty()) {
-    Chunk& c = *inflight.front();
-    // Only the item that was running fails. Items of the chunk that had
-    // finished but whose results died with the worker (results are sent in
-    // batches, worker_main.cpp) run again, as do the items not yet started:
-    // "a worker's death fails that task only". Without a progress slot the
-    // running item is unknown, and every unanswered item fails.
-    std::uint32_t fail_from = c.answered, fail_to = c.answered;  // the items that fail
-    if (const WorkerProgress* p = transport_->progress(slot)) {
-      if (p->chunk_id.load(std::memory_order_acquire) == c.id && p->running.load(std::memory_order_acquire) != 0) {
-        const std::uint32_t k = p->item.load(std::memory_order_acquire);
-        if (k >= c.answered && k < c.count) {
-          fail_from = k;
-          fail_to = k + 1;
+    // Only the item that was running fails. Items that had finished but
+    // whose results died with the worker (results are sent in batches, and
+    // a quick worker defers whole chunks' results: item_sink.hpp) run
+    // again, as do the items not yet started: "a worker's death fails that
+    // task only". The running item is the one its progress slot names, in
+    // whichever of its chunks; without a progress slot it is unknown, and
+    // every unanswered item of the oldest chunk fails.
+    const WorkerProgress* p = transport_->progress(slot);
+    std::size_t running_chunk = inflight.size();  // none
+    std::uint32_t running_item = 0;
+    if (p == nullptr) {
+      running_chunk = 0;
+    } else if (p->running.load(std::memory_order_acquire) != 0) {
+      const std::uint64_t id = p->chunk_id.load(std::memory_order_acquire);
+      const std::uint32_t k = p->item.load(std::memory_order_acquire);
+      for (std::size_t i = 0; i < inflight.size(); ++i) {
+        if (inflight[i]->id == id && k >= inflight[i]->answered && k < inflight[i]->count) {
+          running_chunk = i;
+          running_item = k;
+          break;
         }
       }
-      // Otherwise it died between items, or before starting this chunk:
-      // no item was running, and all unanswered ones run again.
-    } else {
-      fail_to = c.count;
     }
-    for (std::uint32_t i = fail_from; i < fail_to; ++i) {
-      lost_any = true;
-      const std::size_t index = c.first + i;
-      if (s.timed_out && s.timeout_chunk == c.id && s.timeout_item == i) {
-        c.job->fail(index, std::make_exception_ptr(TimeoutError(
-                               "mproc::Pool: task #" + std::to_string(index) + " exceeded task_timeout; its worker (pid " +
-                               std::to_string(pid) + ") was killed")));
-      } else {
-        c.job->fail(index, std::make_exception_ptr(WorkerLostError(
-                               "mproc::Pool: worker (pid " + std::to_string(pid) + ") died with " + e.death +
-                               " while running task #" + std::to_string(index))));
+    for (std::size_t ci = 0; ci < inflight.size(); ++ci) {
+      Chunk& c = *inflight[ci];
+      touched.push_back(c.job);
+      if (ci != running_chunk) {
+        // No item of it was running: what is unanswered runs again.
+        if (c.answered == 0) {
+          again.push_back(std::move(inflight[ci]));
+        } else if (c.answered < c.count) {
+          again.push_back(c.slice(c.answered, c.count));
+        }
+        continue;
       }
-    }
-    touched.push_back(c.job);
-    if (c.answered < fail_from) again.push_back(c.slice(c.answered, fail_from));
-    if (fail_to < c.count) again.push_back(c.slice(std::max(fail_to, c.answered), c.count));
-    for (std::size_t k = 1; k < inflight.size(); ++k) {
-      touched.push_back(inflight[k]->job);
-      again.push_back(std::move(inflight[k]));
+      std::uint32_t fail_from = running_item, fail_to = running_item + 1;
+      if (p == nullptr) {
+        fail_from = c.answered;
+        fail_to = c.count;
+      }
+      for (std::uint32_t i = fail_from; i < fail_to; ++i) {
+        lost_any = true;
+        const std::size_t index = c.first + i;
+        if (s.timed_out && s.timeout_chunk == c.id && s.timeout_item == i) {
+          c.job->fail(index, std::make_exception_ptr(TimeoutError(
+                                 "mproc::Pool: task #" + std::to_string(index) + " exceeded task_timeout; its worker (pid " +
+                                 std::to_string(pid) + ") was killed")));
+        } else {
+          c.job->fail(index, std::make_exception_ptr(WorkerLostError(
+                                 "mproc::Pool: worker (pid " + std::to_string(pid) + ") died with " + e.death +
+                                 " while running task #" + std::to_string(index))));
+        }
+      }
+      if (c.answered < fail_from) again.push_back(c.slice(c.answered, fail_from));
+      if (fail_to < c.count) again.push_back(c.slice(fail_to, c.count));
     }
   }
   while (!again.empty()) {

@@ -88,12 +88,22 @@ class ProcessTransport final : public Transport {
     s.sock = std::move(mine);
     s.alive = true;
     s.eof = false;
+    s.outbox.clear();  // whatever was meant for the last worker of this slot
     send(slot, init, init_fds);
   }
 
   void send(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) override {
     Slot& s = slots_[slot];
     if (!s.alive || s.eof) return;
+    // Small messages wait in the slot's outbox until wait(): the chunks
+    // the core hands one worker in one round leave in one write, and the
+    // worker wakes once for all of them.
+    if (fds.empty() && bytes.size() <= kOutboxMessage) {
+      frame_message(s.outbox, bytes);
+      return;
+    }
+    flush(s);
+    if (s.eof) return;
     try {
       send_message(s.sock.get(), bytes, fds);
     } catch (const EOFError&) {
@@ -102,6 +112,7 @@ class ProcessTransport final : public Transport {
   }
 
   Event wait(Deadline deadline) override {
+    for (auto& s : slots_) flush(s);
     for (;;) {
       std::vector<pollfd> pfds;
       std::vector<std::pair<std::size_t, bool>> who;  // slot, is_socket
@@ -202,7 +213,22 @@ class ProcessTransport final : public Transport {
     UniqueFd sock;
     bool alive = false;
     bool eof = false;
+    Writer outbox;  // framed messages not sent yet (send())
   };
+
+  static constexpr std::size_t kOutboxMessage = 64 << 10;
+
+  void flush(Slot& s) {
+    if (s.outbox.size() == 0) return;
+    const auto bytes = s.outbox.bytes();
+    s.outbox.clear();
+    if (!s.alive || s.eof) return;
+    try {
+      send_framed(s.sock.get(), bytes);
+    } catch (const EOFError&) {
+      s.eof = true;
+    }
+  }
 
   // Reads one message from a readable worker socket; false at end of stream.
   bool read_message(std::size_t k, Event& e) {

@@ -5,6 +5,8 @@
 // `exit` or the end of the stream. Outcomes go back in `results` messages through the chunk's ItemSink
 // (detail/item_sink.hpp), which also records which item runs.
 
+#include <poll.h>
+
 #include "mproc/detail/item_sink.hpp"
 #include "mproc/detail/pool_worker.hpp"
 #include "mproc/detail/registry.hpp"
@@ -14,6 +16,15 @@
 #include "mproc/detail/wire.hpp"
 
 namespace mproc::detail {
+namespace {
+
+// Whether the pool has sent more already (a poll that does not wait).
+bool input_waiting(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
+
+}  // namespace
 
 void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig config) {
   auto* progress = progress_region.get()->as<WorkerProgress>(config.slot * 64);
@@ -41,15 +52,19 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     // their pages faulted in) once, not per chunk.
     Message m;
     Writer results;
+    Writer deferred;  // results of earlier chunks not sent yet (item_sink.hpp)
     for (;;) {
       recv_message_into(fd, m);
       const std::vector<int> fds = m.raw_fds();
       Reader in(m.bytes, fds);
       const auto kind = in.read_pod<PoolMsg>();
-      if (kind == PoolMsg::exit) return;
+      if (kind == PoolMsg::exit) {
+        ItemSink::send_deferred(fd, deferred);
+        return;
+      }
       if (kind != PoolMsg::task) throw SerializationError("mproc: pool worker: unexpected message");
       const auto chunk_id = in.read_pod<std::uint64_t>();
-      ItemSink sink(fd, progress, chunk_id, config.flush_each_item, results);
+      ItemSink sink(fd, progress, chunk_id, config.flush_each_item, results, deferred);
       current_item_sink() = &sink;
       try {
         const Invoker invoke = find_invoker(in.read_pod<std::uint64_t>());
@@ -62,12 +77,16 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
         Writer w;
         w.write_pod(PoolMsg::init_failed);
         encode_facts(w, facts);
+        ItemSink::send_deferred(fd, deferred);
         send_message(fd, w.bytes(), w.fds());
         return;
       }
       current_item_sink() = nullptr;
-      sink.finish();
-      if (config.maxtasks != 0 && ++chunks_done >= config.maxtasks) {
+      const bool retire = config.maxtasks != 0 && ++chunks_done >= config.maxtasks;
+      // With the next chunk already here, this one's results may wait for
+      // a later send (one wake-up of the pool for several chunks).
+      sink.finish(!retire && input_waiting(fd));
+      if (retire) {
         Writer w;
         w.write_pod(PoolMsg::retiring);
         send_message(fd, w.bytes());

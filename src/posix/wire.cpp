@@ -138,6 +138,14 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
   m.bytes.resize(have);
 }
 
+void frame_message(Writer& out, std::span<const std::byte> bytes) {
+  const Header h{bytes.size(), 0};
+  out.write(&h, sizeof h);
+  out.write(bytes.data(), bytes.size());
+}
+
+void send_framed(int sock, std::span<const std::byte> framed) { send_all(sock, framed.data(), framed.size()); }
+
 Message recv_message(int sock, std::size_t max_bytes) {
   Message m;
   recv_message_into(sock, m, max_bytes);

@@ -14,6 +14,12 @@
 // (only the item that was running when the worker died fails), never drops
 // them.
 //
+// A worker whose next chunk is already waiting may defer the last batch of
+// a chunk (finish(true)): it is framed into the worker's `deferred` buffer
+// and leaves with a later batch, in the same order, so that a stream of
+// small chunks costs one send and one wake-up of the pool per few chunks,
+// not per chunk. The same 2 ms / 1 MiB bounds apply to what is deferred.
+//
 // The per-item calls are inline: for small tasks they are most of what a
 // worker does besides the task itself (src/pool/item_sink.cpp has the rest).
 #pragma once
@@ -30,8 +36,9 @@ namespace mproc::detail {
 class ItemSink {
  public:
   // `out` is the worker's one results buffer, reused chunk after chunk;
-  // results go to the socket `sock`.
-  ItemSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out);
+  // results go to the socket `sock`, after whatever `deferred` holds.
+  ItemSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out,
+           Writer& deferred);
   ItemSink(const ItemSink&) = delete;
   ItemSink& operator=(const ItemSink&) = delete;
 
@@ -60,10 +67,13 @@ class ItemSink {
     progress_->running.store(0, std::memory_order_release);
     ++count_;
   }
-  // Sends what is left. Called once, after the last item.
-  void finish() {
-    if (count_ > 0) flush();
-  }
+  // Sends what is left, or defers it when `more_input` says the worker
+  // has its next chunk already (and the bounds allow). Called once, after
+  // the last item.
+  void finish(bool more_input);
+  // Sends what earlier chunks deferred. The worker calls it before it
+  // waits for input or sends anything else.
+  static void send_deferred(int sock, Writer& deferred);
 
   static std::uint64_t now_ns() noexcept;
 
@@ -80,6 +90,7 @@ class ItemSink {
   std::uint64_t chunk_id_;
   bool flush_each_;
   Writer& out_;
+  Writer& deferred_;
   std::size_t count_at_ = 0;
   std::uint32_t count_ = 0;
   std::size_t mark_bytes_ = 0, mark_fds_ = 0;

@@ -424,7 +424,10 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
       cv_.notify_all();
       return std::nullopt;
     }
-    if (pulled_ - consumed_ >= window_) return std::nullopt;
+    if (pulled_ - consumed_ >= window_) {
+      starved_ = true;  // the consumer wakes the core once it made room
+      return std::nullopt;
+    }
     const std::size_t first = pulled_;
     cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
     encode_value(cw.writer(), f_);
@@ -528,11 +531,14 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   std::optional<V> take(std::unique_lock<std::mutex>& lock, It it) {
     Outcome o = std::move(it->second);
     outcomes_.erase(it);
-    const bool was_full = pulled_ - consumed_ >= window_;
     ++consumed_;
     ++next_ordered_;
+    // The core found the window full: wake it once a quarter of the window
+    // is free again, not for every item (a wake-up costs more than a task).
+    const bool wake = starved_ && pulled_ - consumed_ + std::max<std::size_t>(1, window_ / 4) <= window_;
+    if (wake) starved_ = false;
     lock.unlock();
-    if (was_full) core_->wake();  // room for more input
+    if (wake) core_->wake();  // room for more input
     if (auto* e = std::get_if<std::exception_ptr>(&o.v)) std::rethrow_exception(*e);
     return std::move(std::get<V>(o.v));
   }
@@ -549,6 +555,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   std::map<std::size_t, Outcome> outcomes_;
   std::size_t pulled_ = 0, answered_ = 0, consumed_ = 0, next_ordered_ = 0;
   bool input_done_ = false, cancelled_ = false, completed_ = false;
+  bool starved_ = false;  // next_chunk() found the window full
   std::set<std::size_t> pending_;  // sent, not answered
   std::exception_ptr terminal_;
   Progress progress_;

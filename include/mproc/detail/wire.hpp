@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "mproc/detail/buffer.hpp"
 #include "mproc/detail/fd.hpp"
 
 namespace mproc::detail {
@@ -27,6 +28,13 @@ struct Message {
 
 // Sends one message. Throws EOFError if the peer is gone (no SIGPIPE).
 void send_message(int sock, std::span<const std::byte> bytes, std::span<const int> fds = {});
+
+// Appends one message without descriptors to `out`, framed as send_message
+// frames it: several can then leave in one send_framed() call (and arrive
+// as separate messages).
+void frame_message(Writer& out, std::span<const std::byte> bytes);
+// Sends bytes framed by frame_message. Throws like send_message.
+void send_framed(int sock, std::span<const std::byte> framed);
 
 // Receives one message. Throws EOFError on a clean end of stream before a
 // header, SerializationError on a malformed header or a message larger than
