@@ -231,6 +231,27 @@ TEST(Queue, GetTimesOutWhenEmpty) {
   }
 }
 
+// The timeout of get/put counts from the first moment the call has to wait
+// (it reads no clock while items flow); a timeout of zero or less is then
+// already over, and the message still names the timeout.
+TEST(Queue, ZeroAndNegativeTimeoutsTakeWhatIsThereAndFailOtherwise) {
+  mproc::Queue<int> q(1);
+  try {
+    q.get(0ms);
+    FAIL() << "get(0ms) on an empty queue returned";
+  } catch (const mproc::Empty& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing arrived within 0ms"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(q.get(-5ms), mproc::Empty);
+  q.put(7, 0ms);  // room: no wait needed
+  EXPECT_THROW(q.put(8, 0ms), mproc::Full);
+  EXPECT_THROW(q.put(8, -1s), mproc::Full);
+  EXPECT_EQ(q.get(0ms), 7);  // an item: taken although the timeout is over
+  q.put(9, -1s);
+  EXPECT_EQ(q.get(-1s), 9);
+  EXPECT_TRUE(q.empty());
+}
+
 TEST(Queue, PutNowaitOnFullThrowsFull) {
   mproc::Queue<int> q(2);
   EXPECT_EQ(q.maxsize(), 2);

@@ -74,7 +74,7 @@ std::string timeout_text(std::chrono::duration<Rep, Period> d) {
 
 // Encodes `value` and puts it; false when a bounded queue stayed full.
 template <class T>
-bool queue_put(QueueCore& core, const T& value, Deadline deadline, bool block, const char* who) {
+bool queue_put(QueueCore& core, const T& value, WaitLimit limit, bool block, const char* who) {
   if (core.closed()) throw Error(std::string(who) + ": the queue is closed (this handle puts no more)");
   Writer& w = scratch_writer();
   mproc::encode(w, value);
@@ -83,16 +83,18 @@ bool queue_put(QueueCore& core, const T& value, Deadline deadline, bool block, c
                 ": values holding mproc handles cannot go through a queue (descriptors cannot live in "
                 "shared memory); pass the handle as a Process argument or send it over a Pipe");
   }
-  const bool ok = core.put(w.bytes(), deadline, block);
+  const bool ok = core.put(w.bytes(), limit, block);
   release_scratch(w);
   return ok;
 }
 
-// Takes and decodes one item; throws Empty when none came.
-template <class T>
-T queue_get(QueueCore& core, Deadline deadline, bool block, const std::string& empty_message) {
+// Takes and decodes one item; throws Empty, with the message that
+// `empty_message()` returns, when none came. (The message is only built
+// then: formatting it costs more than taking an item.)
+template <class T, class Message>
+T queue_get(QueueCore& core, WaitLimit limit, bool block, Message&& empty_message) {
   QueueCore::Item item;
-  if (!core.get(item, deadline, block)) throw Empty(empty_message);
+  if (!core.get(item, limit, block)) throw Empty(std::string(empty_message()));
   Reader r(item.bytes());
   T out = mproc::decode<T>(r);
   if (!r.at_end()) {
@@ -133,7 +135,7 @@ class Queue {
   template <class Rep, class Period>
   void put(const T& value, std::chrono::duration<Rep, Period> timeout) {
     static_assert(detail::serializable_check<T>::ok);
-    if (!detail::queue_put(core(), value, detail::deadline_after(timeout), true, "Queue::put")) {
+    if (!detail::queue_put(core(), value, detail::WaitLimit::after(timeout), true, "Queue::put")) {
       throw Full("Queue::put: the queue stayed full (maxsize " + std::to_string(maxsize()) + ") for " +
                  detail::timeout_text(timeout));
     }
@@ -152,19 +154,20 @@ class Queue {
   // consumed).
   T get() {
     static_assert(detail::serializable_check<T>::ok);
-    return detail::queue_get<T>(core(), std::nullopt, true, "Queue::get: empty");
+    return detail::queue_get<T>(core(), std::nullopt, true, [] { return "Queue::get: empty"; });
   }
   // Waits at most `timeout`; mproc::Empty if nothing came.
   template <class Rep, class Period>
   T get(std::chrono::duration<Rep, Period> timeout) {
     static_assert(detail::serializable_check<T>::ok);
-    return detail::queue_get<T>(core(), detail::deadline_after(timeout), true,
-                                "Queue::get: nothing arrived within " + detail::timeout_text(timeout));
+    return detail::queue_get<T>(core(), detail::WaitLimit::after(timeout), true, [&] {
+      return "Queue::get: nothing arrived within " + detail::timeout_text(timeout);
+    });
   }
   // Takes an item without waiting; mproc::Empty if there is none.
   T get_nowait() {
     static_assert(detail::serializable_check<T>::ok);
-    return detail::queue_get<T>(core(), std::nullopt, false, "Queue::get_nowait: the queue is empty");
+    return detail::queue_get<T>(core(), std::nullopt, false, [] { return "Queue::get_nowait: the queue is empty"; });
   }
 
   // Items in the queue now (a snapshot: others may change it at once).

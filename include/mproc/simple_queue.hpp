@@ -31,7 +31,7 @@ class SimpleQueue {
   // Takes the oldest item, blocking while the queue is empty.
   T get() {
     static_assert(detail::serializable_check<T>::ok);
-    return detail::queue_get<T>(core(), std::nullopt, true, "SimpleQueue::get: empty");
+    return detail::queue_get<T>(core(), std::nullopt, true, [] { return "SimpleQueue::get: empty"; });
   }
   bool empty() const { return core().qsize() == 0; }
   // This handle puts no more (see Queue::close).

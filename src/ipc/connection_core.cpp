@@ -15,6 +15,10 @@ namespace {
 // Messages up to this size are received into the thread's scratch buffer.
 constexpr std::size_t kSmallMessage = std::size_t{1} << 20;
 
+// The send buffer asked for on each end of a Pipe (the kernel doubles it
+// for its bookkeeping).
+constexpr std::size_t kPipeSendBuffer = std::size_t{1} << 20;
+
 }  // namespace
 
 std::vector<int> ConnectionCore::Received::raw_fds() const {
@@ -111,6 +115,17 @@ std::pair<std::shared_ptr<ConnectionCore>, std::shared_ptr<ConnectionCore>> make
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("mproc::Pipe: socketpair");
   UniqueFd a(sv[0]), b(sv[1]);
+  // A Pipe often carries messages of a megabyte or more. With the default
+  // send buffer (208 KiB) such a message crosses in many small pieces, and
+  // the sender stalls whenever the receiver is busy between two reads (for
+  // example allocating the next message's buffer). A larger limit lets the
+  // sender go on copying meanwhile. It reserves nothing: the kernel uses
+  // memory only for bytes in flight. Best effort: net.core.wmem_max caps it,
+  // and a failure leaves the default.
+  for (int fd : {a.get(), b.get()}) {
+    const int bytes = static_cast<int>(kPipeSendBuffer);
+    (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  }
   std::uint8_t fa = ConnectionCore::kReadable | ConnectionCore::kWritable | ConnectionCore::kCarriesFds;
   std::uint8_t fb = fa;
   if (!duplex) {

@@ -43,6 +43,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <string>
@@ -57,7 +58,7 @@ namespace {
 using std::chrono::steady_clock;
 
 constexpr std::uint64_t kMagic = 0x3165755171707250ull;  // "PrpqQue1"
-constexpr std::uint32_t kVersion = 1;
+constexpr std::uint32_t kVersion = 2;  // 2: the state words share the mutex's cache line
 
 constexpr unsigned kArenaShift = 30;
 constexpr std::uint64_t kArenaSize = std::uint64_t{1} << kArenaShift;
@@ -152,18 +153,21 @@ struct QueueShared {
   std::uint32_t joinable;
   std::int64_t maxsize;
 
-  // What every put and get touches shares one cache line: the mutex, the
-  // getters' wait set and mproc::wait's flags.
+  // What every put and get writes shares one cache line, so that taking
+  // the mutex brings the state along instead of a second line crossing
+  // between the cores: the mutex (40 bytes) and the first state words
+  // (kCount, kHead, kTail).
   alignas(64) pthread_mutex_t mutex;
-  WaitSet items;
+  std::atomic<std::uint64_t> w[kWords];
+
+  // Read by every put and get, written only when someone sleeps or polls:
+  // these lines stay shared in every cache while items flow.
+  alignas(64) WaitSet items;
   // mproc::wait: processes polling the eventfd, and whether it is signalled.
   std::atomic<std::uint32_t> pollers;
   std::atomic<std::uint32_t> armed;
-
   alignas(64) WaitSet space;
   WaitSet done;
-
-  alignas(64) std::atomic<std::uint64_t> w[kWords];
 
   // The redo log (rule 1). Entries are only touched under the mutex.
   alignas(64) std::atomic<std::uint32_t> log_n;
@@ -173,6 +177,9 @@ struct QueueShared {
   } log[kLogMax];
 };
 static_assert(sizeof(QueueShared) <= kHeaderBytes);
+static_assert(kCount < 3 && kHead < 3 && kTail < 3 &&
+                  offsetof(QueueShared, w) + 3 * sizeof(std::uint64_t) <= offsetof(QueueShared, mutex) + 64,
+              "the mutex and the words every operation writes share one cache line");
 
 // A set of state-word changes applied all at once (rule 1). Reads see the
 // pending values.
@@ -345,6 +352,22 @@ std::size_t QueueCore::qsize() const noexcept {
 
 // ----------------------------------------------------------------- mutex ---
 
+namespace {
+
+// Whether the mutex is unlocked now, by a plain read (no store, so the
+// cache line stays where it is). A hint only: trylock decides.
+bool mutex_looks_free(pthread_mutex_t* m) noexcept {
+#if defined(__GLIBC__)
+  // glibc keeps the owner (robust mutexes: its thread id) in __lock.
+  return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) == 0;
+#else
+  (void)m;
+  return true;
+#endif
+}
+
+}  // namespace
+
 void QueueCore::lock() {
   pthread_mutex_t* m = &shared_->mutex;
   // Critical sections are a few dozen nanoseconds, so a holder is usually
@@ -353,8 +376,13 @@ void QueueCore::lock() {
   // then pays a futex_wake: two system calls per contended operation).
   int rc = EBUSY;
   for (int i = 0; i < kLockSpins; ++i) {
-    rc = pthread_mutex_trylock(m);
-    if (rc != EBUSY) break;
+    // Test before test-and-set: while the holder works, only read the
+    // lock word, so the holder keeps its cache line and its unlock does
+    // not have to fetch it back from us.
+    if (i == 0 || mutex_looks_free(m)) {
+      rc = pthread_mutex_trylock(m);
+      if (rc != EBUSY) break;
+    }
     for (int k = 0; k < 8; ++k) cpu_relax();
   }
   if (rc == EBUSY) rc = pthread_mutex_lock(m);
@@ -566,7 +594,7 @@ void QueueCore::after_put(bool& wake_getter) {
 
 // ------------------------------------------------------------------ put ---
 
-bool QueueCore::put(std::span<const std::byte> bytes, Deadline deadline, bool block) {
+bool QueueCore::put(std::span<const std::byte> bytes, WaitLimit limit, bool block) {
   QueueShared* s = shared_;
   bool wake = false;
   bool wake_putter = false;
@@ -574,7 +602,7 @@ bool QueueCore::put(std::span<const std::byte> bytes, Deadline deadline, bool bl
     {
       Lock lk(*this);
       while (!has_room()) {
-        if (!block || !sleep_on(s->space, deadline)) return false;
+        if (!block || !sleep_on(s->space, limit.deadline())) return false;
       }
       Txn t(s);
       append_entry(t, kInline, bytes);
@@ -627,7 +655,7 @@ bool QueueCore::put(std::span<const std::byte> bytes, Deadline deadline, bool bl
   {
     Lock lk(*this);
     while (!has_room()) {
-      if (!block || !sleep_on(s->space, deadline)) {
+      if (!block || !sleep_on(s->space, limit.deadline())) {
         Txn t(s);
         free_block(t, off, cls, false);
         release_slot(t, slot);
@@ -694,9 +722,12 @@ void QueueCore::spin_for_item() noexcept {
   spin_ns_.store(std::max<std::int64_t>(kSpinMinNs, budget / 2), std::memory_order_relaxed);
 }
 
-bool QueueCore::get(Item& out, Deadline deadline, bool block) {
+bool QueueCore::get(Item& out, WaitLimit limit, bool block) {
   QueueShared* s = shared_;
-  if (block && s->w[kCount].load(std::memory_order_relaxed) == 0) spin_for_item();
+  if (block && s->w[kCount].load(std::memory_order_relaxed) == 0) {
+    (void)limit.deadline();  // the timeout counts from here
+    spin_for_item();
+  }
   bool wake = false;
   bool wake_getter = false;
   RefPayload ref{};
@@ -704,7 +735,7 @@ bool QueueCore::get(Item& out, Deadline deadline, bool block) {
   {
     Lock lk(*this);
     while (s->w[kCount].load(std::memory_order_relaxed) == 0) {
-      if (!block || !sleep_on(s->items, deadline)) return false;
+      if (!block || !sleep_on(s->items, limit.deadline())) return false;
     }
     Txn t(s);
     std::uint64_t pos = t.get(kHead);

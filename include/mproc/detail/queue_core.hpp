@@ -20,9 +20,11 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "mproc/detail/buffer.hpp"
@@ -33,6 +35,44 @@ namespace mproc::detail {
 
 struct QueueShared;
 struct WaitSet;
+
+// How long a blocking queue call may wait: for ever, until a deadline, or
+// for a timeout counted from the moment the call first has to wait. The
+// last form reads the clock only then, so a get that finds an item (the
+// common case while items flow) pays no clock read for its timeout.
+class WaitLimit {
+ public:
+  WaitLimit() noexcept = default;  // for ever
+  WaitLimit(std::nullopt_t) noexcept {}
+  WaitLimit(Deadline deadline) noexcept : deadline_(deadline) {}
+  // `timeout` from the first wait; a timeout <= 0 is expired at once, one
+  // beyond 10^9 s means for ever (as deadline_after).
+  template <class Rep, class Period>
+  static WaitLimit after(std::chrono::duration<Rep, Period> timeout) {
+    using namespace std::chrono;
+    WaitLimit w;
+    if (timeout <= duration<Rep, Period>::zero()) {
+      w.pending_ = true;
+    } else if (duration_cast<duration<double>>(timeout).count() <= 1e9) {
+      w.pending_ = true;
+      w.relative_ = ceil<steady_clock::duration>(timeout);
+    }
+    return w;
+  }
+  // The absolute deadline (nullopt: none), fixed on the first call.
+  Deadline deadline() noexcept {
+    if (pending_) {
+      deadline_ = std::chrono::steady_clock::now() + relative_;
+      pending_ = false;
+    }
+    return deadline_;
+  }
+
+ private:
+  Deadline deadline_;
+  std::chrono::steady_clock::duration relative_{0};
+  bool pending_ = false;
+};
 
 class QueueCore {
  public:
@@ -53,7 +93,7 @@ class QueueCore {
 
   // Appends one encoded item. Blocks while a bounded queue is full (if
   // `block`), up to `deadline`. Returns false when the queue stayed full.
-  bool put(std::span<const std::byte> bytes, Deadline deadline, bool block);
+  bool put(std::span<const std::byte> bytes, WaitLimit limit, bool block);
 
   // A taken item: its bytes stay valid while the Item lives (a large one is
   // read straight from shared memory, and its block is freed when the Item
@@ -79,7 +119,7 @@ class QueueCore {
   };
   // Takes the oldest item. Blocks while empty (if `block`), up to
   // `deadline`. Returns false when the queue stayed empty.
-  bool get(Item& out, Deadline deadline, bool block);
+  bool get(Item& out, WaitLimit limit, bool block);
 
   std::size_t qsize() const noexcept;
   std::int64_t maxsize() const noexcept;
