@@ -11,12 +11,15 @@
 // different workers run it at the same time). Hangs are turned into
 // failures by guards (pool_support.hpp).
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <ranges>
@@ -280,12 +283,65 @@ TEST_P(PoolFaults, MapOfPlainValuesLosesOnlyTheRunningItemOfAChunk) {
   EXPECT_EQ(guarded(pool, "map of ints", [&] { return pool.map(ok, xs, 10); }).get(), expected);
 }
 
+// Item x leaves one file per run (dir/run-<x>-<pid>-<n>) and returns x*x;
+// item `victim` SIGKILLs its worker.
+struct RecordRuns {
+  std::string dir;
+  int victim = -1;
+  int operator()(int x) const {
+    if (x == victim) die(Death::sigkill);
+    static int runs = 0;
+    mproc_test::write_file(dir + "/run-" + std::to_string(x) + "-" + std::to_string(::getpid()) + "-" +
+                               std::to_string(runs++),
+                           "ran");
+    return x * x;
+  }
+  template <class Archive>
+  void serialize(Archive& a) {
+    a(dir, victim);
+  }
+};
+
+TEST_P(PoolFaults, WithChunksizeOneNoFinishedTaskRunsTwiceWhenItsWorkerDies) {
+  // chunksize=1: each result leaves before the next task starts (a worker
+  // never defers it), so a worker's death re-runs only tasks it had not
+  // started: every task but the victim runs exactly once.
+  mproc::Pool pool(options());
+  TempDir dir;
+  constexpr int kN = 200, kVictim = 120;
+  auto fut = guarded(pool, "imap_unordered, chunksize 1, a dying task", [&] {
+    int lost = 0, values = 0;
+    auto range = pool.imap_unordered(RecordRuns{dir.path(), kVictim}, std::views::iota(0, kN), 1);
+    for (;;) {
+      try {
+        if (!range.next()) break;
+        ++values;
+      } catch (const mproc::WorkerLostError&) {
+        ++lost;
+      }
+    }
+    return std::make_pair(values, lost);
+  });
+  const auto [values, lost] = fut.get();
+  EXPECT_EQ(values, kN - 1);
+  EXPECT_EQ(lost, 1);
+  std::map<int, int> runs;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("run-", 0) == 0) runs[std::stoi(name.substr(4))] += 1;
+  }
+  for (int x = 0; x < kN; ++x) {
+    if (x == kVictim) continue;
+    EXPECT_EQ(runs[x], 1) << "task " << x << " ran " << runs[x] << " times";
+  }
+}
+
 TEST_P(PoolFaults, ManyTinyChunksLoseOnlyTheDyingItem) {
-  // chunksize 1 over tiny tasks: a worker holds many chunks at once and may
-  // defer the results of finished ones while it runs the next
-  // (item_sink.hpp), so when it dies the running item need not be in its
-  // oldest unanswered chunk. Whatever the interleaving, exactly the dying
-  // item fails and every other one gives its value.
+  // Tiny chunks of two: a worker holds many chunks at once and may defer
+  // the results of finished ones while it runs the next (item_sink.hpp),
+  // so when it dies the running item need not be in its oldest unanswered
+  // chunk. Whatever the interleaving, exactly the dying item fails and
+  // every other one gives its value.
   mproc::Pool pool(options());
   TempDir dir;
   constexpr int kN = 400, kVictim = 250;
@@ -293,7 +349,7 @@ TEST_P(PoolFaults, ManyTinyChunksLoseOnlyTheDyingItem) {
   auto fut = guarded(pool, "imap_unordered of tiny chunks with a dying task", [&] {
     std::map<int, int> values;
     int lost = 0;
-    auto range = pool.imap_unordered(task, std::views::iota(0, kN), 1);
+    auto range = pool.imap_unordered(task, std::views::iota(0, kN), 2);
     for (;;) {
       try {
         auto v = range.next();
@@ -440,5 +496,46 @@ TEST_P(PoolFaults, SigintDuringMapEndsTheProcessAndItsWorkers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethod, PoolFaults, mproc_test::all_start_methods(), mproc_test::start_method_name);
+
+// Forks whose child hangs before it runs anything of mproc's, as a child of
+// a fork-unsafe library would (a lock held by another thread at the fork).
+std::atomic<int> g_hang_next_forks{0};
+
+void install_hang_at_fork() {
+  static const bool installed = [] {
+    ::pthread_atfork(
+        nullptr, [] { if (g_hang_next_forks.load() > 0) g_hang_next_forks.fetch_sub(1); },
+        [] {
+          if (g_hang_next_forks.load() == 0) return;
+          // Bounded: the watchdog should have killed it long before.
+          for (int i = 0; i < 600; ++i) ::usleep(50 * 1000);
+          ::_exit(97);
+        });
+    return true;
+  }();
+  (void)installed;
+}
+
+TEST(PoolWatchdog, WorkerHungBeforeItsLoopIsKilledAndReplaced) {
+  if (mproc_test::fork_pool_unsafe_under_asan(StartMethod::fork)) {
+    GTEST_SKIP() << "fork-started pool workers under GCC 12's ASan (see pool_support.hpp)";
+  }
+  mproc_test::HangGuard hang_guard;
+  install_hang_at_fork();
+  // The only worker of the pool hangs at birth; the watchdog (300 ms here,
+  // 20 s by default) kills it and the pool starts another.
+  ::setenv("MPROC_WORKER_START_TIMEOUT_MS", "300", 1);
+  g_hang_next_forks.store(1);
+  mproc::PoolOptions<> o;
+  o.processes = 1;
+  o.start_method = StartMethod::fork;
+  mproc::Pool pool(o);
+  ::unsetenv("MPROC_WORKER_START_TIMEOUT_MS");
+  auto fut = guarded(pool, "map behind a worker hung at birth", [&] { return pool.map(square, std::vector{1, 2, 3}); });
+  EXPECT_EQ(fut.get(), (std::vector{1, 4, 9}));
+  EXPECT_EQ(g_hang_next_forks.load(), 0) << "no worker was forked hung: the test proves nothing";
+  pool.close();
+  guarded(pool, "join", [&] { pool.join(); }).get();
+}
 
 }  // namespace

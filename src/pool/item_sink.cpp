@@ -61,9 +61,10 @@ void ItemSink::flush() {
 
 void ItemSink::finish(bool more_input) {
   if (count_ == 0) return;
-  // Deferred only without descriptors (those need their own send), without
-  // task timeouts (results then leave item by item) and within the bounds.
-  const bool defer = more_input && !flush_each_ && out_.fds().empty() &&
+  // Deferred only for chunks of several items, without descriptors (those
+  // need their own send), without task timeouts (results then leave item by
+  // item) and within the bounds.
+  const bool defer = more_input && several_ && !flush_each_ && out_.fds().empty() &&
                      deferred_.size() + out_.size() <= kFlushBytes &&
                      (g_deferred_since == 0 || now_ns() - g_deferred_since <= kFlushNs);
   if (!defer) {

@@ -7,6 +7,16 @@
 // it managed to send is drained from its socket, so no finished result is
 // ever mistaken for a lost one. Progress slots (which item each worker
 // runs) live in one shared memory region for the whole pool.
+//
+// A birth watchdog: a worker that has not reached its loop (the `ready`
+// flag of its progress slot) within 20 s of its start (the environment
+// variable MPROC_WORKER_START_TIMEOUT_MS changes that) is killed, and
+// the pool treats it like any worker that died before its first task (it
+// starts another; a pool whose workers keep dying so is broken). A child
+// forked from a multithreaded parent can deadlock before it runs anything
+// of ours, on a lock some other parent thread held at the fork (a fork-
+// unsafe library, a sanitizer runtime: TRAPS.md); without the watchdog the
+// pool would wait on it for ever.
 
 #include "process_transport.hpp"
 
@@ -18,6 +28,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 
 namespace mproc::detail {
 namespace {
@@ -82,7 +94,10 @@ class ProcessTransport final : public Transport {
               theirs, RegionHandle(progress_), config);
     progress_->as<WorkerProgress>(slot * 64)->running.store(0);
     progress_->as<WorkerProgress>(slot * 64)->chunk_id.store(0);
+    progress_->as<WorkerProgress>(slot * 64)->ready.store(0);
     p.start();
+    s.born = std::chrono::steady_clock::now();
+    s.watched = true;
     theirs.reset();
     s.process = std::move(p);
     s.sock = std::move(mine);
@@ -113,7 +128,13 @@ class ProcessTransport final : public Transport {
 
   Event wait(Deadline deadline) override {
     for (auto& s : slots_) flush(s);
+    const Deadline user_deadline = deadline;
     for (;;) {
+      // Wake up for the birth watchdog too.
+      deadline = user_deadline;
+      if (const Deadline birth = check_births()) {
+        if (!deadline || *birth < *deadline) deadline = birth;
+      }
       std::vector<pollfd> pfds;
       std::vector<std::pair<std::size_t, bool>> who;  // slot, is_socket
       pfds.push_back({wake_.get(), POLLIN, 0});
@@ -142,7 +163,10 @@ class ProcessTransport final : public Transport {
       }
       const int r = retry_eintr([&] { return ::ppoll(pfds.data(), pfds.size(), timeout, nullptr); });
       if (r < 0) throw_errno("mproc::Pool: poll");
-      if (r == 0) return event_of(Event::Kind::timeout);
+      if (r == 0) {
+        if (user_deadline && std::chrono::steady_clock::now() >= *user_deadline) return event_of(Event::Kind::timeout);
+        continue;  // a watchdog deadline: check_births() looks again
+      }
       if (pfds[0].revents) {
         std::uint64_t v;
         [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
@@ -214,7 +238,35 @@ class ProcessTransport final : public Transport {
     bool alive = false;
     bool eof = false;
     Writer outbox;  // framed messages not sent yet (send())
+    std::chrono::steady_clock::time_point born;
+    bool watched = false;  // not known to be ready yet
   };
+
+  // Kills workers that did not get ready within birth_limit_; returns when to
+  // look again (nullopt: every live worker is ready).
+  Deadline check_births() {
+    Deadline next;
+    const auto now = std::chrono::steady_clock::now();
+    for (std::size_t k = 0; k < slots_.size(); ++k) {
+      Slot& s = slots_[k];
+      if (!s.watched) continue;
+      if (!s.alive || progress_->as<WorkerProgress>(k * 64)->ready.load(std::memory_order_acquire) != 0) {
+        s.watched = false;
+        continue;
+      }
+      const auto limit = s.born + birth_limit_;
+      if (now >= limit) {
+        s.watched = false;
+        s.process.kill();  // its death is reported like any other
+        continue;
+      }
+      // Look often at first (a normal start takes milliseconds), then
+      // rarely.
+      const auto at = std::min(limit, now + std::chrono::milliseconds(100));
+      if (!next || at < *next) next = at;
+    }
+    return next;
+  }
 
   static constexpr std::size_t kOutboxMessage = 64 << 10;
 
@@ -255,6 +307,16 @@ class ProcessTransport final : public Transport {
   UniqueFd wake_;
   std::size_t next_ = 0;
   std::uint64_t started_ = 0;
+  std::chrono::milliseconds birth_limit_ = birth_limit();
+
+  static std::chrono::milliseconds birth_limit() {
+    if (const char* v = std::getenv("MPROC_WORKER_START_TIMEOUT_MS")) {
+      char* end = nullptr;
+      const long long ms = std::strtoll(v, &end, 10);
+      if (end != v && *end == '\0' && ms > 0) return std::chrono::milliseconds(ms);
+    }
+    return std::chrono::seconds(20);
+  }
 };
 
 }  // namespace

@@ -28,6 +28,9 @@ bool input_waiting(int fd) {
 
 void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig config) {
   auto* progress = progress_region.get()->as<WorkerProgress>(config.slot * 64);
+  // Alive and well: the pool's birth watchdog (process_transport.cpp) stops
+  // watching this worker.
+  progress->ready.store(1, std::memory_order_release);
   const int fd = sock.get();
   try {
     Message init = recv_message(fd);

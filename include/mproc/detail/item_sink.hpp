@@ -15,10 +15,13 @@
 // them.
 //
 // A worker whose next chunk is already waiting may defer the last batch of
-// a chunk (finish(true)): it is framed into the worker's `deferred` buffer
-// and leaves with a later batch, in the same order, so that a stream of
-// small chunks costs one send and one wake-up of the pool per few chunks,
-// not per chunk. The same 2 ms / 1 MiB bounds apply to what is deferred.
+// a chunk of several items (finish(true)): it is framed into the worker's
+// `deferred` buffer and leaves with a later batch, in the same order, so
+// that a stream of small chunks costs one send and one wake-up of the pool
+// per few chunks, not per chunk. The same 2 ms / 1 MiB bounds apply to what
+// is deferred. Chunks of one item are never deferred: with chunksize=1 a
+// task's result leaves before the next task starts, so a finished task is
+// never run again when its worker dies later (docs/design/pool.md).
 //
 // The per-item calls are inline: for small tasks they are most of what a
 // worker does besides the task itself (src/pool/item_sink.cpp has the rest).
@@ -52,6 +55,7 @@ class ItemSink {
     }
     mark_bytes_ = out_.size();
     mark_fds_ = out_.fds().size();
+    several_ = several_ || index != 0;
     progress_->item.store(index, std::memory_order_relaxed);
     if (flush_each_) progress_->started_ns.store(now_ns(), std::memory_order_relaxed);
     progress_->running.store(1, std::memory_order_release);
@@ -95,6 +99,7 @@ class ItemSink {
   std::uint32_t count_ = 0;
   std::size_t mark_bytes_ = 0, mark_fds_ = 0;
   std::uint64_t last_flush_ = 0;
+  bool several_ = false;  // the chunk has more than one item
 };
 
 // The sink of the chunk this thread runs (set by the worker loop for the

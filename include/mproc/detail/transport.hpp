@@ -33,6 +33,7 @@ struct WorkerProgress {
   std::atomic<std::uint32_t> item{0};      // index within that chunk
   std::atomic<std::uint32_t> running{0};   // 1 while an item runs
   std::atomic<std::uint64_t> started_ns{0};  // CLOCK_MONOTONIC start of that item
+  std::atomic<std::uint32_t> ready{0};       // 1 once the worker's loop runs
 };
 static_assert(sizeof(WorkerProgress) <= 64, "one progress slot per cache line");
 
