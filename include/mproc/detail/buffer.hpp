@@ -96,10 +96,6 @@ class Writer {
   void grow(std::size_t need) {
     std::size_t cap = bytes_.size() < 256 ? 256 : bytes_.size() * 2;
     while (cap < need) cap *= 2;
-    if (cap >= kHugePageAdviceMin && cap > bytes_.capacity()) {
-      bytes_.reserve(cap);
-      advise_huge_pages(bytes_.data(), cap);
-    }
     bytes_.resize(cap);
   }
 
