@@ -18,7 +18,6 @@
 #include <string>
 #include <vector>
 
-#include "mproc/detail/huge_pages.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {
