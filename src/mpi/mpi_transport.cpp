@@ -107,7 +107,7 @@ class MpiTransport final : public Transport {
 
   Event wait(Deadline deadline) override {
     Backoff backoff(std::chrono::milliseconds(1));
-    std::vector<std::byte> body;
+    ByteBuffer body;
     auto next_silence_check = Clock::now();
     for (;;) {
       if (woken_.exchange(false)) return event(Event::Kind::wake);
@@ -164,7 +164,7 @@ class MpiTransport final : public Transport {
     return "rank " + std::to_string(r) + " (host " + host_of(r) + ")";
   }
 
-  std::optional<Event> on_receive(const MPI_Status& st, std::vector<std::byte>& body) {
+  std::optional<Event> on_receive(const MPI_Status& st, ByteBuffer& body) {
     const auto found = slot_of(st.MPI_SOURCE);
     if (!found || lost_[*found]) return std::nullopt;  // not (or no longer) one of this pool's ranks
     const std::size_t slot = *found;

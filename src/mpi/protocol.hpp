@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "mproc/detail/byte_buffer.hpp"
 #include "mproc/pool.hpp"
 
 namespace mproc::detail::mpi {
@@ -71,6 +72,8 @@ const std::string& host_of(int rank);
 // Receives the next message matching (source, tag) if one is there;
 // returns false otherwise. `source`/`tag` may be MPI_ANY_*.
 bool try_recv(int source, int tag, std::vector<std::byte>& body, MPI_Status& status);
+// The same into uninitialised storage (no zero-fill before the bytes land).
+bool try_recv(int source, int tag, ByteBuffer& body, MPI_Status& status);
 void send(int dest, int tag, const void* data, std::size_t n);
 
 // Sends that never block: two ranks that each send the other a big

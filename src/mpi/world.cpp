@@ -87,6 +87,18 @@ bool try_recv(int source, int tag, std::vector<std::byte>& body, MPI_Status& sta
   return true;
 }
 
+bool try_recv(int source, int tag, ByteBuffer& body, MPI_Status& status) {
+  int flag = 0;
+  MPI_Message msg;
+  check(MPI_Improbe(source, tag, comm(), &flag, &msg, &status), "MPI_Improbe");
+  if (!flag) return false;
+  int n = 0;
+  check(MPI_Get_count(&status, MPI_BYTE, &n), "MPI_Get_count");
+  body.resize(static_cast<std::size_t>(n));
+  check(MPI_Mrecv(body.data(), n, MPI_BYTE, &msg, &status), "MPI_Mrecv");
+  return true;
+}
+
 void send(int dest, int tag, const void* data, std::size_t n) {
   if (n > static_cast<std::size_t>(INT_MAX)) {
     throw SerializationError("mproc::mpi: a message of " + std::to_string(n) +

@@ -410,7 +410,7 @@ bool PoolCore::dispatch() {
 void PoolCore::on_message(std::size_t slot, Message& m) {
   Slot& s = slot_state_[slot];
   const std::vector<int> fds = m.raw_fds();
-  Reader r(m.bytes, fds);
+  Reader r(m.bytes.bytes(), fds);
   const auto kind = r.read_pod<PoolMsg>();
   if (kind == PoolMsg::init_failed) {
     std::exception_ptr e = make_remote_exception(decode_facts(r));

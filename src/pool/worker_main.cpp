@@ -34,7 +34,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
   const int fd = sock.get();
   try {
     Message init = recv_message(fd);
-    Reader r(init.bytes, init.raw_fds());
+    Reader r(init.bytes.bytes(), init.raw_fds());
     if (r.read_pod<PoolMsg>() != PoolMsg::init) throw SerializationError("mproc: pool worker: expected init");
     if (r.read_pod<std::uint8_t>() != 0) {
       try {
@@ -59,7 +59,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     for (;;) {
       recv_message_into(fd, m);
       const std::vector<int> fds = m.raw_fds();
-      Reader in(m.bytes, fds);
+      Reader in(m.bytes.bytes(), fds);
       const auto kind = in.read_pod<PoolMsg>();
       if (kind == PoolMsg::exit) {
         ItemSink::send_deferred(fd, deferred);

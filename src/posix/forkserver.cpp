@@ -111,7 +111,7 @@ std::unique_ptr<Child> launch_forkserver(const Job& job) {
     try {
       send_message(s.sock.get(), frame.bytes(), frame.fds());
       Message reply = recv_message(s.sock.get(), 1 << 16);
-      Reader r(reply.bytes);
+      Reader r(reply.bytes.bytes());
       const auto pid = decode<std::int32_t>(r);
       if (pid <= 0 || reply.fds.size() != 1) {
         throw Error("mproc: forkserver could not start the child: " + decode<std::string>(r));
@@ -186,7 +186,7 @@ std::unique_ptr<Child> launch_forkserver(const Job& job) {
         status_write.reset();
         status_pipes.clear();
         const std::vector<int> fds = m.raw_fds();
-        const int code = run_child_frame(m.bytes, fds, /*direct=*/false);
+        const int code = run_child_frame(m.bytes.bytes(), fds, /*direct=*/false);
         std::exit(code);
       }
       if (pid < 0) {

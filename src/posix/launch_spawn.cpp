@@ -102,7 +102,7 @@ std::unique_ptr<Child> launch_spawn(const Job& job) {
   }
   sock.reset();
   const std::vector<int> fds = m.raw_fds();
-  const int code = run_child_frame(m.bytes, fds, /*direct=*/true);
+  const int code = run_child_frame(m.bytes.bytes(), fds, /*direct=*/true);
   std::exit(code);
 }
 

@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "mproc/detail/huge_pages.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {
@@ -120,12 +119,12 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
   constexpr std::size_t kTrusted = std::size_t{16} << 20;
   if (m.bytes.capacity() < std::min(h.length, std::uint64_t{kTrusted})) {
     m.bytes.reserve(std::min(h.length, std::uint64_t{kTrusted}));
-    advise_huge_pages(m.bytes.data(), m.bytes.capacity());
   }
   std::size_t have = 0;
   while (have < h.length) {
     const std::size_t room = std::max<std::size_t>({m.bytes.capacity(), have * 2, std::size_t{1} << 16});
     const std::size_t want = std::min<std::size_t>(h.length, room) - have;
+    // Uninitialised: the bytes land there next (ByteBuffer).
     if (m.bytes.size() < have + want) m.bytes.resize(have + want);
     const ssize_t r = retry_eintr([&] { return ::recv(sock, m.bytes.data() + have, want, 0); });
     if (r < 0) {

@@ -81,8 +81,10 @@ class Writer {
   // Writes into `storage` from now on (its content is dropped, its memory
   // kept): lets a caller recycle the buffer of a message that was sent.
   void adopt(std::vector<std::byte>&& storage) {
+    // Its bytes are overwritten as they are written: the part in use (its
+    // size) is writable at once, the rest of its capacity when grow() needs
+    // it (resizing to the capacity here would zero-fill it for nothing).
     bytes_ = std::move(storage);
-    bytes_.resize(bytes_.capacity());
     size_ = 0;
     fds_.clear();
   }

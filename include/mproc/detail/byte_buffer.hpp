@@ -63,6 +63,13 @@ class ByteBuffer {
     }
     size_ = n;
   }
+  // Makes room for n bytes in all, keeping the content (no new bytes).
+  void reserve(std::size_t n) {
+    const std::size_t keep = size_;
+    if (n > capacity_) resize(n);
+    size_ = keep;
+  }
+  void clear() noexcept { size_ = 0; }
   // Frees the memory if more than `keep` bytes are reserved.
   void trim(std::size_t keep) noexcept {
     if (capacity_ > keep) {

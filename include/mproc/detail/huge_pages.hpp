@@ -8,11 +8,12 @@
 // faults. A hint only: it does nothing where huge pages are off or always
 // on, and costs one system call per big allocation.
 //
-// Used for buffers that are written once and whose size is known: a big
-// map's output, a big message's receive buffer. Not for Writer's growing
-// buffers: W10 (8 MiB payloads) ran 1.3 GB/s with the advice there but 1
-// run in 4 at 0.4 (the supervisor zeroing fresh huge pages, clear_page_erms
-// 57% of samples) against a steady 0.85 without.
+// Used for a big map's output only. Tried and dropped for message buffers
+// (Writer's growing buffers, receive buffers): W10 (8 MiB payloads) ran
+// faster on average with the advice there, but 1 run in 4 at less than half
+// speed (the kernel zeroing fresh huge pages: clear_page_erms 57% of the
+// samples), and steadier and as fast without once receive buffers stopped
+// being zero-filled by us.
 #pragma once
 
 #include <cstddef>

@@ -11,12 +11,15 @@
 #include <vector>
 
 #include "mproc/detail/buffer.hpp"
+#include "mproc/detail/byte_buffer.hpp"
 #include "mproc/detail/fd.hpp"
 
 namespace mproc::detail {
 
 struct Message {
-  std::vector<std::byte> bytes;
+  // Uninitialised storage: a received body is written once, by the socket
+  // (a std::vector would zero it first).
+  ByteBuffer bytes;
   std::vector<UniqueFd> fds;
   std::vector<int> raw_fds() const {
     std::vector<int> out;
