@@ -413,7 +413,7 @@ Bytes length_then(std::uint64_t length, std::size_t payload = 16) {
   mproc::detail::Writer w;
   w.write_size(length);
   for (std::size_t i = 0; i < payload; ++i) w.write_pod(static_cast<std::uint8_t>(i));
-  return std::move(w.buffer());
+  return w.to_vector();
 }
 
 template <class T>
@@ -519,7 +519,7 @@ TEST(Serialize, FunctionInAModuleThatIsNotLoadedIsRefused) {
   w.write_size(module.size());
   w.write(module.data(), module.size());
   w.write_pod(std::uint64_t{0x1000});
-  expect_refused<int (*)(int)>(w.buffer(), "unknown module");
+  expect_refused<int (*)(int)>(w.to_vector(), "unknown module");
 }
 
 TEST(Serialize, DescriptorThatDidNotArriveIsRefused) {

@@ -459,7 +459,7 @@ template <class T>
 std::vector<std::byte> to_bytes(const T& value) {
   detail::Writer w;
   encode(w, value);
-  return std::move(w.buffer());
+  return w.to_vector();
 }
 template <class T>
 T from_bytes(std::span<const std::byte> bytes) {

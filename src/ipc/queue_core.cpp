@@ -48,7 +48,7 @@
 #include <new>
 #include <string>
 
-#include "mproc/detail/byte_buffer.hpp"
+#include "mproc/detail/scratch.hpp"
 #include "mproc/detail/sync_core.hpp"
 #include "mproc/errors.hpp"
 

@@ -27,7 +27,7 @@
 #include <string>
 #include <vector>
 
-#include "mproc/detail/byte_buffer.hpp"
+#include "mproc/detail/buffer.hpp"
 #include "mproc/pool.hpp"
 
 namespace mproc::detail::mpi {

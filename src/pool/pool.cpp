@@ -35,7 +35,7 @@ void Pool::start_core(std::size_t processes, StartMethod method, std::size_t max
   detail::PoolCoreOptions c;
   c.task_timeout = timeout;
   c.init_fds = init.fds();
-  c.init_message = std::move(init.buffer());
+  c.init_message = init.to_vector();
   c.init_keepalive = std::move(keepalive);
   c.on_callback_error = std::move(on_cb_error);
   core_ = std::make_unique<detail::PoolCore>(make(request), std::move(c));

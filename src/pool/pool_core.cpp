@@ -74,7 +74,7 @@ struct PoolCore::Chunk {
   std::size_t first = 0;
   std::uint32_t count = 0;
   std::uint32_t answered = 0;
-  std::vector<std::byte> bytes;
+  ByteBuffer bytes;
   std::vector<int> fds;
   std::size_t callable_begin = 0, callable_end = 0;
   // Where each item starts: items[i], or with fixed-size items (stride),
@@ -91,20 +91,21 @@ struct PoolCore::Chunk {
     c->first = first + from;
     c->count = to - from;
     c->fds = fds;
-    c->bytes.assign(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(callable_end));
     c->callable_begin = callable_begin;
     c->callable_end = callable_end;
     c->stride = stride;
+    // header and callable | item count | the items [from, to)
     const std::uint32_t n = c->count;
-    const auto* np = reinterpret_cast<const std::byte*>(&n);
-    c->bytes.insert(c->bytes.end(), np, np + sizeof n);
-    const std::size_t shift = offset(from) - (callable_end + sizeof n);
+    const std::size_t begin = offset(from);
+    const std::size_t end = to < count ? offset(to) : bytes.size();
+    c->bytes.resize(callable_end + sizeof n + (end - begin));
+    std::memcpy(c->bytes.data(), bytes.data(), callable_end);
+    std::memcpy(c->bytes.data() + callable_end, &n, sizeof n);
+    std::memcpy(c->bytes.data() + callable_end + sizeof n, bytes.data() + begin, end - begin);
+    const std::size_t shift = begin - (callable_end + sizeof n);
     if (stride == 0) {
       for (std::uint32_t i = from; i < to; ++i) c->items.push_back(items[i] - shift);
     }
-    const std::size_t end = to < count ? offset(to) : bytes.size();
-    c->bytes.insert(c->bytes.end(), bytes.begin() + static_cast<std::ptrdiff_t>(offset(from)),
-                    bytes.begin() + static_cast<std::ptrdiff_t>(end));
     return c;
   }
 
@@ -377,7 +378,7 @@ bool PoolCore::dispatch() {
         chunk->items = std::move(cw.item_offsets_);
         chunk->stride = cw.stride_;
         chunk->fds = cw.w_.fds();
-        chunk->bytes = std::move(cw.w_.buffer());
+        chunk->bytes = cw.w_.take();
         break;
       }
       if (!chunk) return sent;
@@ -401,7 +402,7 @@ bool PoolCore::dispatch() {
     std::memcpy(chunk->bytes.data() + 1, &chunk->id, sizeof chunk->id);
     chunk->last_activity = std::chrono::steady_clock::now();
     chunk->sent_at = chunk->last_activity;
-    transport_->send(*target, chunk->bytes, chunk->fds);
+    transport_->send(*target, chunk->bytes.bytes(), chunk->fds);
     slot_state_[*target].inflight.push_back(std::move(chunk));
     sent = true;
   }

@@ -13,22 +13,94 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {
 
+// ByteBuffer: an uninitialised, growable byte buffer (the storage of
+// Writer, and of received messages).
+//
+// A message arriving from another process is written into memory once and
+// decoded from there. std::vector would zero every byte before the socket
+// (or an encoder) overwrites it, and would copy everything it holds each time
+// it grows; ByteBuffer does neither: it is plain malloc'ed memory grown with
+// realloc, which glibc turns into mremap for large blocks (the pages move,
+// nothing is copied). That is what lets a 1 GiB message be received into a
+// buffer that grows as the bytes arrive (never trusting a length read from
+// the wire) without a second full copy.
+class ByteBuffer {
+ public:
+  ByteBuffer() noexcept = default;
+  ByteBuffer(ByteBuffer&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
+        capacity_(std::exchange(o.capacity_, 0)) {}
+  ByteBuffer& operator=(ByteBuffer&& o) noexcept {
+    if (this != &o) {
+      std::free(data_);
+      data_ = std::exchange(o.data_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+      capacity_ = std::exchange(o.capacity_, 0);
+    }
+    return *this;
+  }
+  ByteBuffer(const ByteBuffer&) = delete;
+  ByteBuffer& operator=(const ByteBuffer&) = delete;
+  ~ByteBuffer() { std::free(data_); }
+
+  std::byte* data() noexcept { return data_; }
+  const std::byte* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return capacity_; }
+  std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+
+  // Sets the size to n; new bytes are uninitialised. Keeps the content up
+  // to min(old size, n). Throws std::bad_alloc.
+  void resize(std::size_t n) {
+    if (n > capacity_) {
+      void* p = std::realloc(data_, n);
+      if (p == nullptr) throw std::bad_alloc();
+      data_ = static_cast<std::byte*>(p);
+      capacity_ = n;
+    }
+    size_ = n;
+  }
+  // Makes room for n bytes in all, keeping the content (no new bytes).
+  void reserve(std::size_t n) {
+    const std::size_t keep = size_;
+    if (n > capacity_) resize(n);
+    size_ = keep;
+  }
+  void clear() noexcept { size_ = 0; }
+  // Frees the memory if more than `keep` bytes are reserved.
+  void trim(std::size_t keep) noexcept {
+    if (capacity_ > keep) {
+      std::free(data_);
+      data_ = nullptr;
+      size_ = capacity_ = 0;
+    }
+  }
+
+ private:
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
 class Writer {
  public:
   Writer() = default;
 
-  // The hot path of every encoder: a bounds check and a memcpy. The vector's
-  // size is the capacity in use; `size_` is what has been written (so
-  // growing never zero-fills byte by byte, and small writes stay inline).
+  // The hot path of every encoder: a bounds check and a memcpy (growing
+  // never zero-fills: the storage is a ByteBuffer).
   void write(const void* data, std::size_t n) {
     if (n == 0) return;
     if (size_ + n > bytes_.size()) grow(size_ + n);
@@ -66,13 +138,19 @@ class Writer {
 
   std::span<const std::byte> bytes() const noexcept { return {bytes_.data(), size_}; }
   std::byte* data() noexcept { return bytes_.data(); }
-  // The written bytes as a vector (to move them out, or patch them).
-  std::vector<std::byte>& buffer() {
+  // Moves the written bytes out (the writer is empty afterwards): lets a
+  // caller keep a message without copying it.
+  ByteBuffer take() {
     bytes_.resize(size_);
-    return bytes_;
+    size_ = 0;
+    fds_.clear();
+    return std::move(bytes_);
   }
+  // A copy of the written bytes.
+  std::vector<std::byte> to_vector() const { return {bytes_.data(), bytes_.data() + size_}; }
   const std::vector<int>& fds() const noexcept { return fds_; }
   std::size_t size() const noexcept { return size_; }
+  std::size_t capacity() const noexcept { return bytes_.capacity(); }
   // Makes room for n bytes in all (one allocation instead of a doubling
   // series, when the size is known ahead).
   void reserve(std::size_t n) {
@@ -80,11 +158,9 @@ class Writer {
   }
   // Writes into `storage` from now on (its content is dropped, its memory
   // kept): lets a caller recycle the buffer of a message that was sent.
-  void adopt(std::vector<std::byte>&& storage) {
-    // Its bytes are overwritten as they are written: the part in use (its
-    // size) is writable at once, the rest of its capacity when grow() needs
-    // it (resizing to the capacity here would zero-fill it for nothing).
+  void adopt(ByteBuffer&& storage) {
     bytes_ = std::move(storage);
+    bytes_.resize(bytes_.capacity());  // uninitialised: costs nothing
     size_ = 0;
     fds_.clear();
   }
@@ -92,15 +168,21 @@ class Writer {
     size_ = 0;
     fds_.clear();
   }
+  // Clears and gives the memory back.
+  void release() noexcept {
+    clear();
+    bytes_ = ByteBuffer();
+  }
 
  private:
   void grow(std::size_t need) {
     std::size_t cap = bytes_.size() < 256 ? 256 : bytes_.size() * 2;
     while (cap < need) cap *= 2;
-    bytes_.resize(cap);
+    bytes_.resize(cap);  // realloc: nothing is zero-filled
   }
 
-  std::vector<std::byte> bytes_;
+  // Its size is the capacity in use; `size_` is what has been written.
+  ByteBuffer bytes_;
   std::size_t size_ = 0;
   std::vector<int> fds_;
 };

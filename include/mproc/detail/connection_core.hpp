@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "mproc/detail/buffer.hpp"
-#include "mproc/detail/byte_buffer.hpp"
+#include "mproc/detail/scratch.hpp"
 #include "mproc/detail/fd.hpp"
 #include "mproc/detail/frame.hpp"
 #include "mproc/detail/futex.hpp"

@@ -25,7 +25,7 @@
 #include <span>
 #include <vector>
 
-#include "mproc/detail/byte_buffer.hpp"
+#include "mproc/detail/scratch.hpp"
 #include "mproc/detail/fd.hpp"
 #include "mproc/detail/futex.hpp"
 

@@ -164,7 +164,7 @@ class PoolCore final : public CallbackSink {
 
   // Owned by the supervisor thread.
   std::deque<std::shared_ptr<JobBase>> jobs_;
-  std::vector<std::vector<std::byte>> spare_buffers_;  // of finished chunks, for reuse
+  std::vector<ByteBuffer> spare_buffers_;  // of finished chunks, for reuse
   std::size_t last_chunk_bytes_ = 0;                   // size of the last chunk sent
   std::deque<std::unique_ptr<Chunk>> requeued_;
   std::deque<Slot> slot_state_;  // a deque: Slot is not copyable

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "mproc/detail/buffer.hpp"
-#include "mproc/detail/byte_buffer.hpp"
 #include "mproc/detail/fd.hpp"
 
 namespace mproc::detail {
