@@ -47,7 +47,7 @@
 #include <utility>
 #include <vector>
 
-#include "mproc/detail/byte_buffer.hpp"
+#include "mproc/detail/scratch.hpp"
 #include "mproc/detail/connection_core.hpp"
 #include "mproc/detail/futex.hpp"
 #include "mproc/detail/wait_item.hpp"

@@ -44,7 +44,7 @@
 #include <string>
 #include <utility>
 
-#include "mproc/detail/byte_buffer.hpp"
+#include "mproc/detail/scratch.hpp"
 #include "mproc/detail/futex.hpp"
 #include "mproc/detail/queue_core.hpp"
 #include "mproc/detail/wait_item.hpp"
