@@ -19,7 +19,7 @@
 //    mproc::TimeoutError; its worker is killed and replaced.
 //  - imap/imap_unordered are lazy on the input side: at most
 //    `imap_window(processes, chunksize)` = max((2 * processes + 2) * chunksize,
-//    64 * processes)
+//    16 * processes)
 //    items are taken from the input ahead of the consumer, so an endless
 //    input works and memory stays flat. (Once the window is full, input is
 //    taken again when the consumer has freed a quarter of it.)
@@ -115,7 +115,7 @@ struct PoolOptions {
 // enough that every worker can hold a few small chunks (so tiny tasks do
 // not wait for round trips), and a constant, so memory stays flat.
 constexpr std::size_t imap_window(std::size_t processes, std::size_t chunksize) {
-  return std::max<std::size_t>((2 * processes + 2) * (chunksize == 0 ? 1 : chunksize), 64 * processes);
+  return std::max<std::size_t>((2 * processes + 2) * (chunksize == 0 ? 1 : chunksize), 16 * processes);
 }
 
 // The lazy range returned by imap/imap_unordered. Single pass, like a
