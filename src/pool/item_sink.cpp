@@ -50,6 +50,7 @@ void ItemSink::start_batch(std::uint32_t first) {
   out_.write_pod(std::uint32_t{0});
   count_ = 0;
   last_flush_ = now_ns();
+  last_clock_ = last_flush_;
 }
 
 void ItemSink::flush() {

@@ -243,11 +243,14 @@ class Reader {
   bool at_end() const noexcept { return pos_ == bytes_.size(); }
 
  private:
+  // Inline check, out-of-line throw: every decode of a plain value passes
+  // here.
   void need(std::size_t n) const {
-    if (n > remaining()) {
-      throw SerializationError("mproc: truncated message: needed " + std::to_string(n) +
-                               " more bytes, " + std::to_string(remaining()) + " left");
-    }
+    if (n > remaining()) [[unlikely]] truncated(n);
+  }
+  [[noreturn, gnu::noinline, gnu::cold]] void truncated(std::size_t n) const {
+    throw SerializationError("mproc: truncated message: needed " + std::to_string(n) + " more bytes, " +
+                             std::to_string(remaining()) + " left");
   }
 
   std::span<const std::byte> bytes_;
