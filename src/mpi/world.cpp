@@ -75,7 +75,11 @@ const std::string& host_of(int rank) {
   return rank >= 0 && static_cast<std::size_t>(rank) < g_world.hosts.size() ? g_world.hosts[rank] : unknown;
 }
 
-bool try_recv(int source, int tag, std::vector<std::byte>& body, MPI_Status& status) {
+namespace {
+// Receives into anything with resize() and data(): a vector, or a
+// ByteBuffer (which leaves the bytes uninitialised until they land).
+template <class Buffer>
+bool try_recv_into(int source, int tag, Buffer& body, MPI_Status& status) {
   int flag = 0;
   MPI_Message msg;
   check(MPI_Improbe(source, tag, comm(), &flag, &msg, &status), "MPI_Improbe");
@@ -86,17 +90,14 @@ bool try_recv(int source, int tag, std::vector<std::byte>& body, MPI_Status& sta
   check(MPI_Mrecv(body.data(), n, MPI_BYTE, &msg, &status), "MPI_Mrecv");
   return true;
 }
+}  // namespace
+
+bool try_recv(int source, int tag, std::vector<std::byte>& body, MPI_Status& status) {
+  return try_recv_into(source, tag, body, status);
+}
 
 bool try_recv(int source, int tag, ByteBuffer& body, MPI_Status& status) {
-  int flag = 0;
-  MPI_Message msg;
-  check(MPI_Improbe(source, tag, comm(), &flag, &msg, &status), "MPI_Improbe");
-  if (!flag) return false;
-  int n = 0;
-  check(MPI_Get_count(&status, MPI_BYTE, &n), "MPI_Get_count");
-  body.resize(static_cast<std::size_t>(n));
-  check(MPI_Mrecv(body.data(), n, MPI_BYTE, &msg, &status), "MPI_Mrecv");
-  return true;
+  return try_recv_into(source, tag, body, status);
 }
 
 void send(int dest, int tag, const void* data, std::size_t n) {
