@@ -122,8 +122,8 @@ int mark_and_square(std::string dir, int x) {
 class Pool : public ::testing::TestWithParam<StartMethod> {
  protected:
   void SetUp() override {
-    if (mproc_test::fork_pool_unsafe_under_asan(GetParam())) {
-      GTEST_SKIP() << "fork-started pool workers under GCC 12's ASan (see pool_support.hpp)";
+    if (mproc_test::fork_pool_unsafe_under_sanitizers(GetParam())) {
+      GTEST_SKIP() << "fork-started pool workers under GCC 12's sanitizers (see pool_support.hpp)";
     }
   }
  protected:
@@ -711,8 +711,8 @@ void register_parse_error() { mproc::register_exception<pool_test_types::ParseEr
 class PoolErrors : public ::testing::TestWithParam<StartMethod> {
  protected:
   void SetUp() override {
-    if (mproc_test::fork_pool_unsafe_under_asan(GetParam())) {
-      GTEST_SKIP() << "fork-started pool workers under GCC 12's ASan (see pool_support.hpp)";
+    if (mproc_test::fork_pool_unsafe_under_sanitizers(GetParam())) {
+      GTEST_SKIP() << "fork-started pool workers under GCC 12's sanitizers (see pool_support.hpp)";
     }
   }
  protected:

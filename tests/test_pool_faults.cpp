@@ -109,8 +109,8 @@ int rendezvous(std::string dir, int n) { return mproc_test::rendezvous_in(dir, n
 class PoolFaults : public ::testing::TestWithParam<StartMethod> {
  protected:
   void SetUp() override {
-    if (mproc_test::fork_pool_unsafe_under_asan(GetParam())) {
-      GTEST_SKIP() << "fork-started pool workers under GCC 12's ASan (see pool_support.hpp)";
+    if (mproc_test::fork_pool_unsafe_under_sanitizers(GetParam())) {
+      GTEST_SKIP() << "fork-started pool workers under GCC 12's sanitizers (see pool_support.hpp)";
     }
   }
  protected:
@@ -517,20 +517,26 @@ void install_hang_at_fork() {
 }
 
 TEST(PoolWatchdog, WorkerHungBeforeItsLoopIsKilledAndReplaced) {
-  if (mproc_test::fork_pool_unsafe_under_asan(StartMethod::fork)) {
-    GTEST_SKIP() << "fork-started pool workers under GCC 12's ASan (see pool_support.hpp)";
+  if (mproc_test::fork_pool_unsafe_under_sanitizers(StartMethod::fork)) {
+    GTEST_SKIP() << "fork-started pool workers under GCC 12's sanitizers (see pool_support.hpp)";
   }
   mproc_test::HangGuard hang_guard;
   install_hang_at_fork();
   // The only worker of the pool hangs at birth; the watchdog (300 ms here,
   // 20 s by default) kills it and the pool starts another.
+  const char* before = std::getenv("MPROC_WORKER_START_TIMEOUT_MS");
+  const std::string saved = before ? before : "";
   ::setenv("MPROC_WORKER_START_TIMEOUT_MS", "300", 1);
   g_hang_next_forks.store(1);
   mproc::PoolOptions<> o;
   o.processes = 1;
   o.start_method = StartMethod::fork;
   mproc::Pool pool(o);
-  ::unsetenv("MPROC_WORKER_START_TIMEOUT_MS");
+  if (before) {
+    ::setenv("MPROC_WORKER_START_TIMEOUT_MS", saved.c_str(), 1);
+  } else {
+    ::unsetenv("MPROC_WORKER_START_TIMEOUT_MS");
+  }
   auto fut = guarded(pool, "map behind a worker hung at birth", [&] { return pool.map(square, std::vector{1, 2, 3}); });
   EXPECT_EQ(fut.get(), (std::vector{1, 4, 9}));
   EXPECT_EQ(g_hang_next_forks.load(), 0) << "no worker was forked hung: the test proves nothing";

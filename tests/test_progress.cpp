@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "helpers/pool_support.hpp"
 #include "helpers/test_support.hpp"
 #include "mproc/mproc.hpp"
 
@@ -67,6 +68,13 @@ std::string stderr_of_child(bool tty, Body body) {
   return out;
 }
 
+// fork, except under GCC 12's sanitizers (see pool_support.hpp), where the
+// workers are spawned.
+mproc::StartMethod pool_start_method() {
+  return mproc_test::fork_pool_unsafe_under_sanitizers(mproc::StartMethod::fork) ? mproc::StartMethod::spawn
+                                                                                   : mproc::StartMethod::fork;
+}
+
 }  // namespace
 
 TEST(Progress, RenderShowsCountPercentRateAndEta) {
@@ -89,6 +97,7 @@ TEST(Progress, MapDrawsOnATerminal) {
     mproc::PoolOptions<> o;
     o.processes = 2;
     o.progress = true;
+    o.start_method = pool_start_method();
     mproc::Pool pool(o);
     auto r = pool.map(plus_one, std::views::iota(0, 500), 10);
     if (r.size() != 500 || r.back() != 500) throw std::runtime_error("wrong result");
@@ -104,6 +113,7 @@ TEST(Progress, ImapOfUnknownLengthDrawsCount) {
     mproc::PoolOptions<> o;
     o.processes = 2;
     o.progress = true;
+    o.start_method = pool_start_method();
     mproc::Pool pool(o);
     auto odd = std::views::iota(0, 100) | std::views::filter([](int x) { return x % 2 == 1; });
     int n = 0;
@@ -120,6 +130,7 @@ TEST(Progress, SilentWhenStderrIsNotATerminal) {
     mproc::PoolOptions<> o;
     o.processes = 2;
     o.progress = true;
+    o.start_method = pool_start_method();
     mproc::Pool pool(o);
     auto r = pool.map(plus_one, std::views::iota(0, 100));
     if (r.size() != 100) throw std::runtime_error("wrong result");
@@ -131,7 +142,10 @@ TEST(Progress, SilentWhenStderrIsNotATerminal) {
 
 TEST(Progress, OffByDefault) {
   const std::string out = stderr_of_child(true, [] {
-    mproc::Pool pool(2);
+    mproc::PoolOptions<> o;
+    o.processes = 2;
+    o.start_method = pool_start_method();
+    mproc::Pool pool(o);
     auto r = pool.map(plus_one, std::views::iota(0, 100));
     if (r.size() != 100) throw std::runtime_error("wrong result");
   });

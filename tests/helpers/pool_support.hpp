@@ -106,17 +106,19 @@ int rendezvous_in(const std::string& dir, int n);
 // Returns whether it appeared.
 bool wait_for_path(const std::string& path, std::chrono::milliseconds guard);
 
-// True in an ASan build when `method` is fork. GCC 12's ASan allocator does
-// not take its locks around fork(): a pool forks replacement workers from
-// its launcher thread while the test's own threads allocate, and a worker
-// forked while another thread was inside ASan's malloc deadlocks at its
-// first allocation (seen in gdb: SizeClassAllocator64::GetFromAllocator in
-// the child). glibc's malloc, used by the Release and TSan builds, is
-// fork-safe, and those builds run the fork variants; spawn and forkserver
-// workers (exec'd, or forked from the single-threaded server) run under
-// ASan too.
-inline bool fork_pool_unsafe_under_asan(mproc::StartMethod method) {
-#if defined(__SANITIZE_ADDRESS__)
+// True in an ASan or TSan build when `method` is fork. The allocators of
+// GCC 12's sanitizer runtimes take no locks around fork() (LLVM added that
+// in 2024, llvm-project PR 96600): a pool forks its workers from its
+// supervisor thread while the test's own threads allocate, and a worker
+// forked while another thread was inside the sanitizer's malloc deadlocks
+// at its first allocation (seen in gdb under ASan, and in session 3 under
+// TSan: both workers blocked in SizeClassAllocator64::GetFromAllocator, 7
+// hangs in 80 runs of one test on a loaded machine). glibc's malloc, used by
+// the Release build, is fork-safe, and that build runs the fork variants;
+// spawn and forkserver workers (exec'd, or forked from the single-threaded
+// server) run under both sanitizers, through the same pool code.
+inline bool fork_pool_unsafe_under_sanitizers(mproc::StartMethod method) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   return method == mproc::StartMethod::fork;
 #else
   (void)method;

@@ -26,6 +26,16 @@ int main(int argc, char** argv) {
     ::setenv("MPROCTEST_ROOT_PID", std::to_string(::getpid()).c_str(), 1);
   }
 
+  // A pool worker that hangs before its loop is replaced after this long
+  // (the pool's birth watchdog; 20 s by default). The sanitizer runtimes of
+  // GCC 12 take no locks around fork(), so a worker forked while another
+  // thread is inside them can deadlock at birth (seen in CI under TSan:
+  // docs/design/pool.md); 10 s lets the watchdog replace it well within the
+  // tests' 20 s hang guards. Read by the parent when a pool starts.
+  if (std::getenv("MPROC_WORKER_START_TIMEOUT_MS") == nullptr) {
+    ::setenv("MPROC_WORKER_START_TIMEOUT_MS", "10000", 1);
+  }
+
   mproc::init(argc, argv);  // spawn/forkserver children never return from it
 
   ::testing::InitGoogleTest(&argc, argv);
