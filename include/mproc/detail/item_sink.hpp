@@ -75,6 +75,42 @@ class ItemSink {
     progress_->running.store(0, std::memory_order_release);
     ++count_;
   }
+  // The bulk form of begin_item() ... end_item() for plain items with
+  // plain results (task_entry.hpp): begins items [index, index + n) at once,
+  // `n` cut to where the next clock read falls, and returns where to write
+  // their outcomes (`step` bytes each: the tag byte and the value). The
+  // flush checks are those begin_item() makes, once for the run. Each item
+  // still says that it starts (mark()), so a death blames the right one.
+  // Not for flush_each() sinks (task timeouts need each item's start time).
+  std::byte* begin_run(std::uint32_t index, std::uint32_t& n, std::size_t step) {
+    if (count_ > 0 && (out_.size() > kFlushBytes || ((index & clock_mask_) == 0 && flush_due()))) {
+      flush();
+      start_batch(index);
+    }
+    n = std::min(n, (index | clock_mask_) + 1 - index);
+    mark_bytes_ = out_.size();
+    mark_fds_ = out_.fds().size();
+    several_ = several_ || index != 0 || n > 1;
+    progress_->item.store(index, std::memory_order_relaxed);
+    progress_->running.store(1, std::memory_order_release);
+    return out_.extend(n * step);
+  }
+  void mark(std::uint32_t index) {
+    progress_->item.store(index, std::memory_order_relaxed);
+    // Stored before the item runs, also if the task is inlined: a crash
+    // inside it must find this index (a compiler barrier; costs nothing).
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  // Ends a run whose first `done` items succeeded; the room of the others
+  // is given back (an item that threw is then reported with begin_item()
+  // and fail()).
+  void end_run(std::uint32_t done, std::size_t step) {
+    out_.truncate(mark_bytes_ + done * step, mark_fds_);
+    count_ += done;
+    progress_->running.store(0, std::memory_order_release);
+  }
+  bool flush_each() const noexcept { return flush_each_; }
+
   // Sends what is left, or defers it when `more_input` says the worker
   // has its next chunk already (and the bounds allow). Called once, after
   // the last item.
