@@ -211,6 +211,70 @@ TEST_P(Pool, MapOfPlainValuesReportsTheLowestFailingItem) {
   EXPECT_EQ(pool.map(fail_at_42_and_77, std::vector{1, 2, 3}), (std::vector{1, 2, 3}));
 }
 
+std::int64_t fail_on_multiples_of_3(int x) {
+  if (x % 3 == 0) throw std::domain_error("multiple of 3: " + std::to_string(x));
+  return std::int64_t{x} * 1000;
+}
+struct Wide {  // a plain result of 64 bytes: big outputs from few items
+  std::int64_t v[8];
+};
+Wide always_fail(int x) { throw std::invalid_argument("no " + std::to_string(x)); }
+
+TEST_P(Pool, PlainChunksWithFailuresEverywhereAnswerEveryItem) {
+  // The plain-values loop (task_entry.hpp) runs items in runs; a throw in
+  // the middle of a run (here every third item, the first and the last)
+  // fails that item only, and the run goes on after it.
+  mproc::Pool pool(options());
+  for (std::size_t chunksize : {1u, 2u, 7u, 300u, 1000u}) {
+    auto fut = guarded(pool, "imap over plain values failing every third item", [&] {
+      std::vector<std::string> seen;
+      auto range = pool.imap(fail_on_multiples_of_3, std::views::iota(0, 1000), chunksize);
+      for (;;) {
+        try {
+          const auto v = range.next();
+          if (!v) break;
+          seen.push_back(std::to_string(*v));
+        } catch (const std::domain_error& e) {
+          seen.push_back(e.what());
+        }
+      }
+      return seen;
+    });
+    const std::vector<std::string> seen = fut.get();
+    ASSERT_EQ(seen.size(), 1000u) << "chunksize " << chunksize;
+    for (int i = 0; i < 1000; ++i) {
+      const std::string want = i % 3 == 0 ? "multiple of 3: " + std::to_string(i) : std::to_string(i * 1000);
+      EXPECT_EQ(seen[static_cast<std::size_t>(i)], want) << "item " << i << ", chunksize " << chunksize;
+    }
+  }
+}
+
+TEST_P(Pool, BigMapsOfPlainValuesAreExactAndFailCleanly) {
+  // Outputs of 1 MiB and more are faulted in by the caller while the
+  // workers run (MapJob::fill_output): every value still lands, and a map
+  // whose every item fails ends with the lowest item's error.
+  mproc::Pool pool(options());
+  const int n = 300000;  // 2.4 MB of results; automatic chunks of 64 Ki ints
+  std::vector<int> xs;
+  for (int x = 1; x < n; ++x) {
+    if (x % 3 != 0) xs.push_back(x);
+  }
+  auto fut = guarded(pool, "a big map of plain values", [&] { return pool.map(fail_on_multiples_of_3, xs); });
+  const std::vector<std::int64_t> out = fut.get();
+  ASSERT_EQ(out.size(), xs.size());
+  for (std::size_t k = 0; k < xs.size(); ++k) ASSERT_EQ(out[k], std::int64_t{xs[k]} * 1000) << "item " << xs[k];
+  auto fut2 = guarded(pool, "a big map whose every item fails", [&] {
+    try {
+      (void)pool.map(always_fail, std::views::iota(0, 20000));  // 1.28 MB of output
+      return std::string("no error");
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+  });
+  EXPECT_EQ(fut2.get(), "no 0");
+  EXPECT_EQ(pool.map(square, std::vector{5}), std::vector{25});
+}
+
 TEST_P(Pool, MapOfAnEmptyInputIsEmpty) {
   mproc::Pool pool(options());
   auto fut = guarded(pool, "map over an empty vector", [&] { return pool.map(square, std::vector<int>{}); });
@@ -901,5 +965,38 @@ TEST_P(PoolErrors, ExceptionInACallbackWithoutAHandlerIsPrinted) {
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethod, PoolErrors, mproc_test::all_start_methods(), mproc_test::start_method_name);
+
+// How a map cuts its input (pool_jobs.hpp, ChunkPlan): an automatic
+// chunksize stops at 256 KiB of encoded items; an explicit one is exact.
+template <class Item, class Range>
+std::vector<std::uint32_t> chunk_sizes(Range& input, mproc::detail::ChunkPlan plan) {
+  using F = std::size_t (*)(const Item&);
+  F f = [](const Item&) -> std::size_t { return 0; };
+  using View = std::views::all_t<Range&>;
+  mproc::detail::MapJob<F, Item, false, std::size_t, View> job(f, std::views::all(input), plan, {});
+  std::vector<std::uint32_t> sizes;
+  mproc::detail::ChunkWriter cw;
+  while (job.next_chunk(cw)) sizes.push_back(cw.finish());
+  return sizes;
+}
+
+TEST(PoolChunks, AutomaticChunksHoldAtMost256KiBOfItems) {
+  std::vector<int> ints(1000000);
+  // Python's automatic size for 10^6 items on 2 workers is 125,000; 256 KiB
+  // of ints is 65,536.
+  const auto plain = chunk_sizes<int>(ints, {125000, 256 << 10});
+  ASSERT_EQ(plain.size(), 16u);
+  for (std::size_t i = 0; i + 1 < plain.size(); ++i) EXPECT_EQ(plain[i], 65536u);
+  EXPECT_EQ(plain.back(), 1000000u - 15 * 65536u);
+  EXPECT_EQ(chunk_sizes<int>(ints, {125000, 0}), std::vector<std::uint32_t>(8, 125000u));
+
+  // Items of 100 KiB: three per chunk (the chunk ends once it holds 256 KiB
+  // or more), never fewer than one, even for items bigger than the limit.
+  std::vector<std::string> blobs(10, std::string(100 << 10, 'x'));
+  EXPECT_EQ(chunk_sizes<std::string>(blobs, {5, 256 << 10}), (std::vector<std::uint32_t>{3, 3, 3, 1}));
+  EXPECT_EQ(chunk_sizes<std::string>(blobs, {5, 0}), (std::vector<std::uint32_t>{5, 5}));
+  std::vector<std::string> huge(3, std::string(1 << 20, 'y'));
+  EXPECT_EQ(chunk_sizes<std::string>(huge, {2, 256 << 10}), (std::vector<std::uint32_t>{1, 1, 1}));
+}
 
 }  // namespace

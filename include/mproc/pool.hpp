@@ -235,7 +235,8 @@ class Pool {
   // --------------------------------------------------------------- map ---
 
   // f applied to every element of a sized range; results in input order.
-  // chunksize 0 = automatic (len / (4 * processes), rounded up).
+  // chunksize 0 = automatic (len / (4 * processes), rounded up, at most
+  // 256 KiB of encoded items per chunk; chunk_plan()).
   template <class F, std::ranges::input_range Range>
   auto map(F&& f, Range&& range, std::size_t chunksize = 0) {
     return map_impl<false>(std::forward<F>(f), std::forward<Range>(range), chunksize);
@@ -365,12 +366,19 @@ class Pool {
     }
   }
 
-  std::size_t auto_chunksize(std::size_t n) const {
+  // chunksize 0 = automatic: Python's len / (4 * processes), rounded up,
+  // but no more than 256 KiB of encoded items per chunk (then a few
+  // buffers, warm after the first chunks, carry the whole map: a fresh
+  // page costs more than the bytes in it; one more message per 256 KiB
+  // costs little).
+  detail::ChunkPlan chunk_plan(std::size_t chunksize, std::size_t n) const {
+    if (chunksize != 0) return {chunksize, 0};
     const std::size_t per = 4 * processes();
     std::size_t c = n / per;
     if (n % per) ++c;
-    return std::max<std::size_t>(c, 1);
+    return {std::max<std::size_t>(c, 1), kAutoChunkBytes};
   }
+  static constexpr std::size_t kAutoChunkBytes = std::size_t{256} << 10;
 
   template <bool Unpack, class F, class Range>
   auto map_impl(F&& f, Range&& range, std::size_t chunksize) {
@@ -389,10 +397,11 @@ class Pool {
       const std::size_t n = static_cast<std::size_t>(std::ranges::size(range));
       auto job = std::make_shared<detail::MapJob<Fn, Item, Unpack, R, View>>(
           Fn(std::forward<F>(f)), std::views::all(std::forward<Range>(range)),
-          chunksize ? chunksize : auto_chunksize(n), detail::Callbacks<typename detail::MapJob<Fn, Item, Unpack, R, View>::OutValue>{},
-          progress_);
+          chunk_plan(chunksize, n), detail::Callbacks<typename detail::MapJob<Fn, Item, Unpack, R, View>::OutValue>{},
+          progress_, /*caller_fills=*/true);
       auto state = job->state();
-      core_->submit(std::move(job));
+      core_->submit(job);
+      job->fill_output();
       state->wait();
       return state->take();
     }
@@ -420,7 +429,7 @@ class Pool {
     using Job = detail::MapJob<Fn, Item, Unpack, R, View>;
     const std::size_t n = items.size();
     auto job = std::make_shared<Job>(Fn(std::forward<F>(f)), std::views::all(std::move(items)),
-                                     chunksize ? chunksize : auto_chunksize(n),
+                                     chunk_plan(chunksize, n),
                                      callbacks<typename Job::OutValue>(std::forward<Cb>(cbs)...), progress_);
     auto state = job->state();
     core_->submit(std::move(job));

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <cstring>
@@ -99,12 +100,6 @@ template <class Fn, class Item>
 struct item_result<Fn, Item, true> {
   using type = apply_result_t<Fn, Item>;
 };
-
-// Values that travel as their bytes and need no check on arrival (a bool
-// does: only 0 and 1 are bools): chunks and results of these are copied in
-// bulk.
-template <class T>
-inline constexpr bool is_plain_v = is_bitwise_v<T> && !std::is_same_v<T, bool>;
 
 // Writes element `e` as an Item, converting only when the types differ.
 template <class Item, bool Unpack, class E>
@@ -237,6 +232,15 @@ class ApplyJob final : public JobBase {
 
 // ------------------------------------------------------------------- map ---
 
+// How a map cuts its input: `items` per chunk, and, for an automatic
+// chunksize, at most `max_bytes` of encoded items (0 = no limit), so that
+// big chunks of big items do not need buffers larger than any before (fresh
+// pages cost ~2 us each on the VMs here, more than moving the bytes).
+struct ChunkPlan {
+  std::size_t items = 1;
+  std::size_t max_bytes = 0;
+};
+
 template <class F, class Item, bool Unpack, class R, class View>
 class MapJob final : public JobBase {
  public:
@@ -244,12 +248,16 @@ class MapJob final : public JobBase {
   using Out = std::conditional_t<std::is_void_v<R>, void, std::vector<V>>;
   using OutValue = value_t<Out>;
 
-  MapJob(F f, View view, std::size_t chunksize, Callbacks<OutValue> cbs, bool progress = false)
+  // `caller_fills` (synchronous map): a big output is not faulted in here
+  // but by fill_output(), which the calling thread runs after submitting
+  // the job, while the workers run the first chunks.
+  MapJob(F f, View view, ChunkPlan plan, Callbacks<OutValue> cbs, bool progress = false, bool caller_fills = false)
       : f_(std::move(f)),
         view_(std::move(view)),
         it_(std::ranges::begin(view_)),
         total_(static_cast<std::size_t>(std::ranges::size(view_))),
-        chunksize_(std::max<std::size_t>(chunksize, 1)),
+        chunksize_(std::max<std::size_t>(plan.items, 1)),
+        max_chunk_bytes_(plan.max_bytes),
         cbs_(std::move(cbs)),
         state_(std::make_shared<ResultState<Out>>()),
         progress_(progress, total_) {
@@ -258,8 +266,21 @@ class MapJob final : public JobBase {
       // when the output is big (detail/huge_pages.hpp).
       results_.reserve(total_);
       if constexpr (!std::is_same_v<ResultSlot, bool>) advise_huge_pages(results_.data(), total_ * sizeof(ResultSlot));
+      if constexpr (std::is_nothrow_default_constructible_v<ResultSlot>) {
+        if (caller_fills && total_ * sizeof(ResultSlot) >= kLateOutputBytes) return;
+      }
       results_.resize(total_);
     }
+    output_ready_.store(true, std::memory_order_relaxed);
+  }
+
+  // Faults the output in, unless the constructor did. Cannot throw: the
+  // storage is reserved and its elements are made without throwing.
+  void fill_output() noexcept {
+    if (output_ready_.load(std::memory_order_relaxed)) return;
+    if constexpr (std::is_nothrow_default_constructible_v<ResultSlot>) results_.resize(total_);
+    output_ready_.store(true, std::memory_order_release);
+    output_ready_.notify_all();
   }
 
   std::shared_ptr<ResultState<Out>> state() const { return state_; }
@@ -274,7 +295,8 @@ class MapJob final : public JobBase {
     if constexpr (!Unpack && is_plain_v<Item>) {
       // Plain items are their bytes: copied in one go from a contiguous
       // input of that very type, else converted one by one.
-      const std::size_t n = std::min(chunksize_, total_ - pulled_);
+      std::size_t n = std::min(chunksize_, total_ - pulled_);
+      if (max_chunk_bytes_ != 0) n = std::clamp<std::size_t>(max_chunk_bytes_ / sizeof(Item), 1, n);
       std::byte* out = cw.add_fixed_items(n, sizeof(Item));
       if constexpr (std::ranges::contiguous_range<View> && std::is_same_v<std::ranges::range_value_t<View>, Item>) {
         std::memcpy(out, std::to_address(it_), n * sizeof(Item));
@@ -287,7 +309,9 @@ class MapJob final : public JobBase {
       }
       pulled_ += n;
     } else {
+      const std::size_t start = cw.writer().size();
       for (std::size_t n = 0; n < chunksize_ && pulled_ < total_; ++n, ++pulled_, ++it_) {
+        if (n != 0 && max_chunk_bytes_ != 0 && cw.writer().size() - start >= max_chunk_bytes_) break;
         cw.begin_item();
         encode_item<Item, Unpack>(cw.writer(), *it_);
       }
@@ -296,6 +320,7 @@ class MapJob final : public JobBase {
   }
   bool input_exhausted() const override { return pulled_ == total_ || abandoned_; }
   void deliver(std::size_t index, Reader& r) override {
+    await_output();
     if constexpr (kDirect) {
       results_[index] = decode_result<R>(r);
     } else if constexpr (!std::is_void_v<R>) {
@@ -306,6 +331,7 @@ class MapJob final : public JobBase {
   }
   std::uint32_t deliver_run(std::size_t index, std::uint32_t max, Reader& r) override {
     if constexpr (kDirect && is_plain_v<V>) {
+      await_output();
       // Each outcome is a tag byte and the value's bytes; successes are
       // copied straight into the output.
       constexpr std::size_t kStep = 1 + sizeof(V);
@@ -335,6 +361,7 @@ class MapJob final : public JobBase {
   }
   bool finished() const override { return input_exhausted() && answered_ == pulled_; }
   void complete(PoolCore& core) override {
+    await_output();
     progress_.finish();
     std::optional<OutValue> out;
     if (!error_) {
@@ -366,6 +393,7 @@ class MapJob final : public JobBase {
   std::ranges::iterator_t<View> it_;
   std::size_t total_;
   std::size_t chunksize_;
+  std::size_t max_chunk_bytes_;
   Callbacks<OutValue> cbs_;
   std::shared_ptr<ResultState<Out>> state_;
   // Results go straight into the output vector when V can be made empty
@@ -373,7 +401,18 @@ class MapJob final : public JobBase {
   static constexpr bool kDirect =
       !std::is_void_v<R> && std::is_default_constructible_v<V> && std::is_move_assignable_v<V>;
   using ResultSlot = std::conditional_t<kDirect, V, std::optional<V>>;
+  // From this size on, a synchronous map's output is faulted in by the
+  // caller after submitting (~1 ms per 8 MiB here, even as huge pages).
+  static constexpr std::size_t kLateOutputBytes = std::size_t{1} << 20;
+  // The supervisor waits here for fill_output() before it touches the
+  // output (only at the first results of a big map, if at all).
+  void await_output() {
+    if (!output_ready_.load(std::memory_order_acquire)) [[unlikely]] {
+      output_ready_.wait(false, std::memory_order_acquire);
+    }
+  }
   std::vector<ResultSlot> results_;
+  std::atomic<bool> output_ready_{false};
   std::size_t pulled_ = 0, answered_ = 0;
   std::size_t error_index_ = SIZE_MAX;
   std::exception_ptr error_;
