@@ -12,8 +12,13 @@
 //
 // The first input byte chooses how many descriptors (0-3, copies of
 // /dev/null) ride along with the bytes as SCM_RIGHTS, so that the
-// "header announces N descriptors, M arrived" path is exercised too. Up to
-// three messages are read from one stream, as a real reader would.
+// "header announces N descriptors, M arrived" path is exercised too, and
+// (bit 2) whether the reader has a BulkRing (detail/bulk_ring.hpp) of
+// 128 KiB: then bulk frames (descriptor count kBulkFrame, a 16-byte
+// position and length) are taken from it, and a frame that points anywhere
+// but at the ring's next body must be a SerializationError, never a read
+// outside the ring. Up to three messages are read from one stream, as a
+// real reader would.
 //
 // Seeds: fuzz/corpus/fuzz_wire/ (regenerate with
 // MPROC_FUZZ_WRITE_SEEDS=<dir> ./fuzz_wire).
@@ -37,6 +42,7 @@ namespace {
 
 constexpr std::size_t kMaxBytes = 4096;          // recv_message's limit under test
 constexpr std::size_t kMaxInput = 64 * 1024;     // stays below the socket buffer
+constexpr std::size_t kRingBytes = 128 * 1024;   // the reader's BulkRing, when it has one
 
 [[noreturn]] void bug(const char* what) {
   std::fprintf(stderr, "fuzz_wire: %s\n", what);
@@ -97,6 +103,23 @@ void write_seeds(const char* dir) {
   const std::uint64_t len2 = 2;
   std::memcpy(second.data(), &len2, sizeof len2);
   write_seed(dir, "two_messages", 0, 1, 0, "a" + second + "bc");
+  // Bulk frames (with a ring: first byte 4): the ring's first body, then
+  // one that skips to the next lap, and one that points past the ring.
+  auto ref = [](std::uint64_t position, std::uint64_t length) {
+    std::string r(16, '\0');
+    std::memcpy(r.data(), &position, 8);
+    std::memcpy(r.data() + 8, &length, 8);
+    return r;
+  };
+  std::string next(12, '\0');
+  const std::uint64_t len16 = 16;
+  const std::uint32_t bulk = mproc::detail::kBulkFrame;
+  std::memcpy(next.data(), &len16, 8);
+  std::memcpy(next.data() + 8, &bulk, 4);
+  write_seed(dir, "bulk_first", 4, 16, bulk, ref(0, 100));
+  write_seed(dir, "bulk_next_lap", 4, 16, bulk, ref(0, 100) + next + ref(kRingBytes, 5000));
+  write_seed(dir, "bulk_outside", 4, 16, bulk, ref(kRingBytes - 10, 100));
+  write_seed(dir, "bulk_without_ring", 0, 16, bulk, ref(0, 100));
 }
 
 }  // namespace
@@ -117,6 +140,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // "leak" that no single input reproduces.
   const int baseline = lowest_free_fd();
   const int nfds = data[0] % 4;
+  const bool with_ring = (data[0] & 4) != 0;
   const std::uint8_t* body = data + 1;
   const std::size_t n = std::min(size - 1, kMaxInput);
 
@@ -128,9 +152,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ::close(devnull);
   ::close(sv[0]);  // the peer is gone: the reader must see the end, not hang
 
+  // Header, then the ring's bytes (a pattern), exactly as big as the ring:
+  // ASan reports any read outside it.
+  static std::vector<std::byte> ring_memory(mproc::detail::BulkRing::kHeaderBytes + kRingBytes, std::byte{0x5a});
+  std::memset(ring_memory.data(), 0, mproc::detail::BulkRing::kHeaderBytes);
+  mproc::detail::BulkRing ring(ring_memory.data(), kRingBytes);
   for (int i = 0; i < 3; ++i) {
     try {
-      mproc::detail::Message m = mproc::detail::recv_message(sv[1], kMaxBytes);
+      mproc::detail::Message m;
+      if (with_ring) {
+        mproc::detail::recv_message_into(sv[1], m, ring, kMaxBytes);
+      } else {
+        m = mproc::detail::recv_message(sv[1], kMaxBytes);
+      }
       if (m.bytes.size() > kMaxBytes) bug("a message larger than max_bytes was accepted");
     } catch (const mproc::EOFError&) {
       break;

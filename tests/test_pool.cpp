@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -104,6 +105,12 @@ struct Scale {
   int factor;
   int operator()(int x) const { return x * factor; }
 };
+
+std::string pattern(std::size_t n, int seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + static_cast<std::size_t>(seed) * 7) & 0xff);
+  return s;
+}
 
 int g_initialized = 0;
 void set_initialized(int v) { g_initialized = v; }
@@ -273,6 +280,40 @@ TEST_P(Pool, BigMapsOfPlainValuesAreExactAndFailCleanly) {
   });
   EXPECT_EQ(fut2.get(), "no 0");
   EXPECT_EQ(pool.map(square, std::vector{5}), std::vector{25});
+}
+
+std::string reversed(std::string s) { return {s.rbegin(), s.rend()}; }
+std::string blob_of(int i) { return pattern(2u << 20, i); }
+
+TEST_P(Pool, BigPayloadsCrossBothWaysWhole) {
+  // Bodies of 64 KiB to 16 MiB cross through each worker's shared-memory
+  // rings (bulk_ring.hpp), bigger ones through the socket; both in one map,
+  // singly and several to a chunk, and back as results.
+  mproc::Pool pool(options());
+  std::vector<std::string> in;
+  for (std::size_t n : {std::size_t{1} << 10, std::size_t{70} << 10, std::size_t{3} << 20, std::size_t{17} << 20,
+                        std::size_t{300} << 10, std::size_t{64} << 10, std::size_t{5} << 20}) {
+    in.push_back(pattern(n, static_cast<int>(in.size())));
+  }
+  std::vector<std::string> want;
+  for (const auto& s : in) want.push_back(reversed(s));
+  for (std::size_t chunksize : {0u, 1u, 3u}) {
+    auto fut = guarded(pool, "a map over big payloads", [&] { return pool.map(reversed, in, chunksize); });
+    const std::vector<std::string> out = fut.get();
+    ASSERT_EQ(out.size(), want.size());
+    for (std::size_t i = 0; i < out.size(); ++i) EXPECT_TRUE(out[i] == want[i]) << "item " << i << ", chunksize " << chunksize;
+  }
+  // 40 results of 2 MiB each, consumed only at the end: more than a ring
+  // holds, so some wait in the ring and the rest go through the socket,
+  // all in order.
+  auto fut = guarded(pool, "imap over big results", [&] {
+    std::vector<std::string> got;
+    for (auto& r : pool.imap(blob_of, std::views::iota(0, 40))) got.push_back(std::move(r));
+    return got;
+  });
+  const std::vector<std::string> got = fut.get();
+  ASSERT_EQ(got.size(), 40u);
+  for (int i = 0; i < 40; ++i) EXPECT_TRUE(got[static_cast<std::size_t>(i)] == blob_of(i)) << "result " << i;
 }
 
 TEST_P(Pool, MapOfAnEmptyInputIsEmpty) {
@@ -505,6 +546,22 @@ TEST_P(Pool, InitializerRunsInEveryWorker) {
   const auto got = pool.map(read_initialized, std::views::iota(0, 20), 1);
   EXPECT_EQ(got, std::vector<int>(20, 41));
   EXPECT_EQ(g_initialized, 0) << "the initializer ran in the workers, not here";
+}
+
+std::string g_big_init;
+void set_big_init(std::string s) { g_big_init = std::move(s); }
+std::size_t big_init_hash(int) { return std::hash<std::string>{}(g_big_init); }
+
+TEST_P(Pool, BigInitargsReachEveryWorker) {
+  // 1 MiB of initargs: the init message is big enough to cross through the
+  // worker's shared-memory ring.
+  const std::string big = pattern(1u << 20, 9);
+  mproc::Pool pool(mproc::PoolOptions{.processes = 2,
+                                      .initializer = set_big_init,
+                                      .initargs = std::make_tuple(big),
+                                      .start_method = GetParam()});
+  const auto got = pool.map(big_init_hash, std::views::iota(0, 8), 1);
+  EXPECT_EQ(got, std::vector<std::size_t>(8, std::hash<std::string>{}(big)));
 }
 
 TEST_P(Pool, ThrowingInitializerFailsTasksWithItsException) {

@@ -336,6 +336,43 @@ TEST_P(PoolFaults, WithChunksizeOneNoFinishedTaskRunsTwiceWhenItsWorkerDies) {
   }
 }
 
+std::size_t big_size_or_die(const std::string& payload) {
+  if (payload[0] == 'f') ::raise(SIGKILL);  // the sixth payload
+  return payload.size();
+}
+
+TEST_P(PoolFaults, WorkerKilledWithABigPayloadLosesOnlyThatTask) {
+  // Payloads of 1-3 MiB cross through the workers' shared-memory rings; a
+  // worker killed while holding one fails that task only, and its
+  // replacement (whose rings start over) takes the rest.
+  mproc::Pool pool(options());
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 12; ++i) payloads.push_back(std::string((std::size_t{1} << 20) + static_cast<std::size_t>(i) * 100000, static_cast<char>('a' + i)));
+  auto fut = guarded(pool, "imap over big payloads with a dying task", [&] {
+    std::vector<long long> outcome;  // size, or -1 for a lost task
+    auto range = pool.imap(big_size_or_die, payloads);
+    for (;;) {
+      try {
+        const auto v = range.next();
+        if (!v) break;
+        outcome.push_back(static_cast<long long>(*v));
+      } catch (const mproc::WorkerLostError& e) {
+        EXPECT_NE(std::string(e.what()).find("SIGKILL"), std::string::npos) << e.what();
+        outcome.push_back(-1);
+      }
+    }
+    return outcome;
+  });
+  const std::vector<long long> outcome = fut.get();
+  ASSERT_EQ(outcome.size(), payloads.size());
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    EXPECT_EQ(outcome[i], i == 5 ? -1 : static_cast<long long>(payloads[i].size())) << "task " << i;
+  }
+  // The pool, with the replacement worker, still moves big payloads.
+  EXPECT_EQ(pool.map(big_size_or_die, std::vector<std::string>(3, std::string(2u << 20, 'z'))),
+            (std::vector<std::size_t>(3, 2u << 20)));
+}
+
 TEST_P(PoolFaults, ManyTinyChunksLoseOnlyTheDyingItem) {
   // Tiny chunks of two: a worker holds many chunks at once and may defer
   // the results of finished ones while it runs the next (item_sink.hpp),

@@ -27,9 +27,9 @@ namespace {
 std::uint64_t g_deferred_since = 0;
 }  // namespace
 
-ItemSink::ItemSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out,
-                   Writer& deferred)
-    : sock_(sock), progress_(progress), chunk_id_(chunk_id), flush_each_(flush_each), out_(out), deferred_(deferred) {
+ItemSink::ItemSink(int sock, BulkRing& ring, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each,
+                   Writer& out, Writer& deferred)
+    : sock_(sock), ring_(ring), progress_(progress), chunk_id_(chunk_id), flush_each_(flush_each), out_(out), deferred_(deferred) {
   // The chunk id is written once; `running` (release, per item) publishes it.
   progress_->chunk_id.store(chunk_id_, std::memory_order_relaxed);
   start_batch(0);
@@ -56,7 +56,7 @@ void ItemSink::start_batch(std::uint32_t first) {
 void ItemSink::flush() {
   std::memcpy(out_.data() + count_at_, &count_, sizeof count_);
   send_deferred(sock_, deferred_);
-  send_message(sock_, out_.bytes(), out_.fds());
+  send_message(sock_, out_.bytes(), out_.fds(), ring_);
   count_ = 0;
 }
 

@@ -14,7 +14,6 @@
 namespace mproc::detail {
 
 namespace {
-constexpr std::size_t kHeader = 1 + 8 + 8;  // kind, chunk id, invoker key
 constexpr std::size_t kSmallChunk = 64 << 10;
 // How many small chunks a worker whose chunks come back within kQuickTurn
 // may hold at once.

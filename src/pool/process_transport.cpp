@@ -8,6 +8,13 @@
 // ever mistaken for a lost one. Progress slots (which item each worker
 // runs) live in one shared memory region for the whole pool.
 //
+// Big bodies (64 KiB and more) cross through two shared-memory rings per
+// worker (detail/bulk_ring.hpp), in the same region as the progress slots:
+// one memcpy in and one out instead of a socket's kernel copies, in pages
+// that stay warm for the life of the pool. The rings are sparse: a pool
+// that never sends a big message touches none of them; one that did keeps
+// what it touched (at most 2 x kRingBytes per worker) until it ends.
+//
 // A birth watchdog: a worker that has not reached its loop (the `ready`
 // flag of its progress slot) within 20 s of its start (the environment
 // variable MPROC_WORKER_START_TIMEOUT_MS changes that) is killed, and
@@ -53,9 +60,14 @@ class ProcessTransport final : public Transport {
   explicit ProcessTransport(const ProcessTransportOptions& o)
       : options_(o),
         slots_(o.processes),
-        progress_(SharedRegion::create(64 * std::max<std::size_t>(o.processes, 1), "pool-progress")),
+        progress_(SharedRegion::create(rings_offset(o.processes) + o.processes * 2 * kRingSpan, "pool")),
         wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
     if (!wake_) throw_errno("mproc::Pool: eventfd");
+    for (std::size_t k = 0; k < slots_.size(); ++k) {
+      auto* rings = progress_->as<std::byte>(rings_offset(o.processes) + k * 2 * kRingSpan);
+      slots_[k].to_worker = BulkRing(rings, kRingBytes);
+      slots_[k].from_worker = BulkRing(rings + kRingSpan, kRingBytes);
+    }
   }
 
   ~ProcessTransport() override {
@@ -78,7 +90,10 @@ class ProcessTransport final : public Transport {
     ::setsockopt(mine.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     ::setsockopt(theirs.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     ::setsockopt(theirs.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-    WorkerConfig config{static_cast<std::uint32_t>(slot), options_.maxtasksperchild, options_.flush_each_item};
+    WorkerConfig config{static_cast<std::uint32_t>(slot), options_.maxtasksperchild, options_.flush_each_item,
+                        rings_offset(slots_.size()) + slot * 2 * kRingSpan, kRingBytes};
+    s.to_worker.reset();
+    s.from_worker.reset();
     ProcessOptions po;
     // Python's names: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
     static constexpr const char* kPrefix[] = {"ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker"};
@@ -120,7 +135,7 @@ class ProcessTransport final : public Transport {
     flush(s);
     if (s.eof) return;
     try {
-      send_message(s.sock.get(), bytes, fds);
+      send_message(s.sock.get(), bytes, fds, s.to_worker);
     } catch (const EOFError&) {
       s.eof = true;  // the worker died; its sentinel will say how
     }
@@ -238,6 +253,7 @@ class ProcessTransport final : public Transport {
     bool alive = false;
     bool eof = false;
     Writer outbox;  // framed messages not sent yet (send())
+    BulkRing to_worker, from_worker;
     std::chrono::steady_clock::time_point born;
     bool watched = false;  // not known to be ready yet
   };
@@ -269,6 +285,13 @@ class ProcessTransport final : public Transport {
   }
 
   static constexpr std::size_t kOutboxMessage = 64 << 10;
+  // Each ring: bodies up to half of it (W10's 8 MiB payloads two at a time).
+  static constexpr std::size_t kRingBytes = std::size_t{32} << 20;
+  static constexpr std::size_t kRingSpan = BulkRing::kHeaderBytes + kRingBytes;
+  // The progress slots come first, then the rings (page-aligned).
+  static std::size_t rings_offset(std::size_t processes) {
+    return (64 * std::max<std::size_t>(processes, 1) + 4095) & ~std::size_t{4095};
+  }
 
   void flush(Slot& s) {
     if (s.outbox.size() == 0) return;
@@ -288,7 +311,7 @@ class ProcessTransport final : public Transport {
     try {
       e.message = std::move(spare_);
       spare_ = Message{};
-      recv_message_into(s.sock.get(), e.message);
+      recv_message_into(s.sock.get(), e.message, s.from_worker);
       e.kind = Event::Kind::message;
       e.slot = k;
       return true;

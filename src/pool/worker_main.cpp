@@ -32,8 +32,16 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
   // watching this worker.
   progress->ready.store(1, std::memory_order_release);
   const int fd = sock.get();
+  // Big bodies: tasks in, results out (bulk_ring.hpp; set up by the pool).
+  BulkRing in_ring, out_ring;
+  if (config.ring_bytes != 0) {
+    auto* rings = progress_region.get()->as<std::byte>(config.rings_offset);
+    in_ring = BulkRing(rings, config.ring_bytes);
+    out_ring = BulkRing(rings + BulkRing::kHeaderBytes + config.ring_bytes, config.ring_bytes);
+  }
   try {
-    Message init = recv_message(fd);
+    Message init;
+    recv_message_into(fd, init, in_ring);
     Reader r(init.bytes.bytes(), init.raw_fds());
     if (r.read_pod<PoolMsg>() != PoolMsg::init) throw SerializationError("mproc: pool worker: expected init");
     if (r.read_pod<std::uint8_t>() != 0) {
@@ -57,7 +65,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     Writer results;
     Writer deferred;  // results of earlier chunks not sent yet (item_sink.hpp)
     for (;;) {
-      recv_message_into(fd, m);
+      recv_message_into(fd, m, in_ring);
       const std::vector<int> fds = m.raw_fds();
       Reader in(m.bytes.bytes(), fds);
       const auto kind = in.read_pod<PoolMsg>();
@@ -67,7 +75,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
       }
       if (kind != PoolMsg::task) throw SerializationError("mproc: pool worker: unexpected message");
       const auto chunk_id = in.read_pod<std::uint64_t>();
-      ItemSink sink(fd, progress, chunk_id, config.flush_each_item, results, deferred);
+      ItemSink sink(fd, out_ring, progress, chunk_id, config.flush_each_item, results, deferred);
       current_item_sink() = &sink;
       try {
         const Invoker invoke = find_invoker(in.read_pod<std::uint64_t>());

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 
 #include "mproc/errors.hpp"
 
@@ -69,7 +70,23 @@ void send_message(int sock, std::span<const std::byte> bytes, std::span<const in
   send_all(sock, bytes.data() + body_sent, bytes.size() - body_sent);
 }
 
-void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
+void send_message(int sock, std::span<const std::byte> bytes, std::span<const int> fds, BulkRing& ring) {
+  if (fds.empty()) {
+    if (const std::optional<BulkRef> ref = ring.put(bytes)) {
+      const Header h{sizeof(BulkRef), kBulkFrame};
+      std::byte frame[sizeof h + sizeof(BulkRef)];
+      std::memcpy(frame, &h, sizeof h);
+      std::memcpy(frame + sizeof h, &*ref, sizeof(BulkRef));
+      send_all(sock, frame, sizeof frame);
+      return;
+    }
+  }
+  send_message(sock, bytes, fds);
+}
+
+namespace {
+
+void receive(int sock, Message& m, std::size_t max_bytes, BulkRing* ring) {
   m.fds.clear();
   m.bytes.clear();  // keeps its capacity for this message
   Header h{};
@@ -103,6 +120,26 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
     }
     got += static_cast<std::size_t>(r);
   }
+  if (h.nfds == kBulkFrame && m.fds.empty()) {
+    if (ring == nullptr || h.length != sizeof(BulkRef)) {
+      throw SerializationError("mproc: malformed message: an unexpected shared-memory frame");
+    }
+    BulkRef ref;
+    std::size_t have = 0;
+    while (have < sizeof ref) {
+      const ssize_t r = retry_eintr(
+          [&] { return ::recv(sock, reinterpret_cast<char*>(&ref) + have, sizeof ref - have, 0); });
+      if (r < 0 && errno != ECONNRESET) throw_errno("mproc: recv");
+      if (r <= 0) throw EOFError("mproc: peer closed the connection mid-message");
+      have += static_cast<std::size_t>(r);
+    }
+    if (ref.length > max_bytes) {
+      throw SerializationError("mproc: message of " + std::to_string(ref.length) + " bytes exceeds the limit of " +
+                               std::to_string(max_bytes));
+    }
+    ring->take(ref, m.bytes);
+    return;
+  }
   if (h.nfds != m.fds.size()) {
     throw SerializationError("mproc: malformed message: header announces " +
                              std::to_string(h.nfds) + " descriptors, " +
@@ -135,6 +172,14 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes) {
     have += static_cast<std::size_t>(r);
   }
   m.bytes.resize(have);
+}
+
+}  // namespace
+
+void recv_message_into(int sock, Message& m, std::size_t max_bytes) { receive(sock, m, max_bytes, nullptr); }
+
+void recv_message_into(int sock, Message& m, BulkRing& ring, std::size_t max_bytes) {
+  receive(sock, m, max_bytes, &ring);
 }
 
 void frame_message(Writer& out, std::span<const std::byte> bytes) {

@@ -33,6 +33,7 @@
 #include <cstdint>
 
 #include "mproc/detail/buffer.hpp"
+#include "mproc/detail/bulk_ring.hpp"
 #include "mproc/detail/remote_error.hpp"
 #include "mproc/detail/transport.hpp"
 
@@ -42,7 +43,8 @@ class ItemSink {
  public:
   // `out` is the worker's one results buffer, reused chunk after chunk;
   // results go to the socket `sock`, after whatever `deferred` holds.
-  ItemSink(int sock, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out,
+  // Big batches go through `ring` (bulk_ring.hpp) when it has room.
+  ItemSink(int sock, BulkRing& ring, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out,
            Writer& deferred);
   ItemSink(const ItemSink&) = delete;
   ItemSink& operator=(const ItemSink&) = delete;
@@ -140,6 +142,7 @@ class ItemSink {
   void flush();
 
   int sock_;
+  BulkRing& ring_;
   WorkerProgress* progress_;
   std::uint64_t chunk_id_;
   bool flush_each_;

@@ -44,6 +44,11 @@ struct WorkerConfig {
   std::uint32_t slot = 0;
   std::uint32_t maxtasks = 0;  // 0 = unlimited
   bool flush_each_item = false;
+  // The worker's two BulkRings (bulk_ring.hpp) in the progress region:
+  // tasks in at `rings_offset`, results out right after; each is a header
+  // and `ring_bytes` of data. 0 = none.
+  std::uint64_t rings_offset = 0;
+  std::uint64_t ring_bytes = 0;
 };
 
 // Runs a pool worker until told to exit (or the pool's end of the socket

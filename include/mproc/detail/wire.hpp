@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
 #include "mproc/detail/buffer.hpp"
+#include "mproc/detail/bulk_ring.hpp"
 #include "mproc/detail/fd.hpp"
 
 namespace mproc::detail {
@@ -38,6 +40,13 @@ void frame_message(Writer& out, std::span<const std::byte> bytes);
 // Sends bytes framed by frame_message. Throws like send_message.
 void send_framed(int sock, std::span<const std::byte> framed);
 
+// With a BulkRing (detail/bulk_ring.hpp; pool workers and their pool): a
+// body that suits the ring is copied into it, and the socket carries a bulk
+// frame (the descriptor count kBulkFrame, a BulkRef body) instead. Messages
+// with descriptors always go whole through the socket.
+inline constexpr std::uint32_t kBulkFrame = 0x80000000u;
+void send_message(int sock, std::span<const std::byte> bytes, std::span<const int> fds, BulkRing& ring);
+
 // Receives one message. Throws EOFError on a clean end of stream before a
 // header, SerializationError on a malformed header or a message larger than
 // `max_bytes`, mproc::Error on other failures.
@@ -45,5 +54,8 @@ Message recv_message(int sock, std::size_t max_bytes = std::size_t{1} << 40);
 // The same into `m`, reusing its buffer (a loop receiving many messages
 // allocates only when one is bigger than any before).
 void recv_message_into(int sock, Message& m, std::size_t max_bytes = std::size_t{1} << 40);
+// The same, taking the bodies of bulk frames out of `ring` (a bulk frame
+// without a ring is a SerializationError).
+void recv_message_into(int sock, Message& m, BulkRing& ring, std::size_t max_bytes = std::size_t{1} << 40);
 
 }  // namespace mproc::detail
