@@ -17,8 +17,10 @@
 // 128 KiB: then bulk frames (descriptor count kBulkFrame, a 16-byte
 // position and length) are taken from it, and a frame that points anywhere
 // but at the ring's next body must be a SerializationError, never a read
-// outside the ring. Up to three messages are read from one stream, as a
-// real reader would.
+// outside the ring; and (bit 3) whether the messages are read by a
+// MessageReader (several per system call, descriptors queued) instead of
+// one recv_message_into each. Up to three messages are read from one
+// stream, as a real reader would.
 //
 // Seeds: fuzz/corpus/fuzz_wire/ (regenerate with
 // MPROC_FUZZ_WRITE_SEEDS=<dir> ./fuzz_wire).
@@ -35,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -120,6 +123,10 @@ void write_seeds(const char* dir) {
   write_seed(dir, "bulk_next_lap", 4, 16, bulk, ref(0, 100) + next + ref(kRingBytes, 5000));
   write_seed(dir, "bulk_outside", 4, 16, bulk, ref(kRingBytes - 10, 100));
   write_seed(dir, "bulk_without_ring", 0, 16, bulk, ref(0, 100));
+  // The same streams through a MessageReader (first byte + 8).
+  write_seed(dir, "reader_two_messages", 8, 1, 0, "a" + second + "bc");
+  write_seed(dir, "reader_with_fd", 9, 3, 1, "abc");
+  write_seed(dir, "reader_bulk_next_lap", 12, 16, bulk, ref(0, 100) + next + ref(kRingBytes, 5000));
 }
 
 }  // namespace
@@ -141,6 +148,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const int baseline = lowest_free_fd();
   const int nfds = data[0] % 4;
   const bool with_ring = (data[0] & 4) != 0;
+  const bool buffered = (data[0] & 8) != 0;
   const std::uint8_t* body = data + 1;
   const std::size_t n = std::min(size - 1, kMaxInput);
 
@@ -157,10 +165,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static std::vector<std::byte> ring_memory(mproc::detail::BulkRing::kHeaderBytes + kRingBytes, std::byte{0x5a});
   std::memset(ring_memory.data(), 0, mproc::detail::BulkRing::kHeaderBytes);
   mproc::detail::BulkRing ring(ring_memory.data(), kRingBytes);
+  // The reader owns the descriptors it queued: it ends before the leak check.
+  std::optional<mproc::detail::MessageReader> reader(std::in_place, sv[1]);
   for (int i = 0; i < 3; ++i) {
     try {
       mproc::detail::Message m;
-      if (with_ring) {
+      if (buffered) {
+        reader->next(m, with_ring ? &ring : nullptr, kMaxBytes);
+      } else if (with_ring) {
         mproc::detail::recv_message_into(sv[1], m, ring, kMaxBytes);
       } else {
         m = mproc::detail::recv_message(sv[1], kMaxBytes);
@@ -173,6 +185,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     // Any other exception propagates: libFuzzer reports it as a crash.
   }
+  reader.reset();
   ::close(sv[1]);
   if (lowest_free_fd() != baseline) bug("a descriptor leaked");
   return 0;

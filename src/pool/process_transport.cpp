@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 
 namespace mproc::detail {
 namespace {
@@ -116,6 +117,7 @@ class ProcessTransport final : public Transport {
     theirs.reset();
     s.process = std::move(p);
     s.sock = std::move(mine);
+    s.reader.emplace(s.sock.get());
     s.alive = true;
     s.eof = false;
     s.outbox.clear();  // whatever was meant for the last worker of this slot
@@ -149,6 +151,17 @@ class ProcessTransport final : public Transport {
       deadline = user_deadline;
       if (const Deadline birth = check_births()) {
         if (!deadline || *birth < *deadline) deadline = birth;
+      }
+      // Whole messages already read ahead (MessageReader) go first, with
+      // no system call.
+      for (std::size_t i = 0; i < slots_.size(); ++i) {
+        const std::size_t k = (next_ + i) % slots_.size();
+        Slot& s = slots_[k];
+        if (s.alive && !s.eof && s.reader->has_message()) {
+          next_ = (k + 1) % slots_.size();
+          Event e;
+          if (read_message(k, e)) return e;
+        }
       }
       std::vector<pollfd> pfds;
       std::vector<std::pair<std::size_t, bool>> who;  // slot, is_socket
@@ -200,7 +213,7 @@ class ProcessTransport final : public Transport {
         const std::size_t k = who[i].first;
         Slot& s = slots_[k];
         // Drain what is left on the socket before declaring the death.
-        if (!s.eof && wait_readable(s.sock.get(), 0)) {
+        if (!s.eof && (s.reader->has_bytes() || wait_readable(s.sock.get(), 0))) {
           Event e;
           if (read_message(k, e)) return e;
           continue;
@@ -253,6 +266,7 @@ class ProcessTransport final : public Transport {
     bool alive = false;
     bool eof = false;
     Writer outbox;  // framed messages not sent yet (send())
+    std::optional<MessageReader> reader;  // of `sock`, several messages per read
     BulkRing to_worker, from_worker;
     std::chrono::steady_clock::time_point born;
     bool watched = false;  // not known to be ready yet
@@ -311,7 +325,7 @@ class ProcessTransport final : public Transport {
     try {
       e.message = std::move(spare_);
       spare_ = Message{};
-      recv_message_into(s.sock.get(), e.message, s.from_worker);
+      s.reader->next(e.message, &s.from_worker);
       e.kind = Event::Kind::message;
       e.slot = k;
       return true;

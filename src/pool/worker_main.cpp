@@ -18,8 +18,10 @@
 namespace mproc::detail {
 namespace {
 
-// Whether the pool has sent more already (a poll that does not wait).
-bool input_waiting(int fd) {
+// Whether the pool has sent more already: in the reader's buffer, or on
+// the socket (a poll that does not wait).
+bool input_waiting(const MessageReader& reader, int fd) {
+  if (reader.has_bytes()) return true;
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
 }
@@ -40,8 +42,10 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     out_ring = BulkRing(rings + BulkRing::kHeaderBytes + config.ring_bytes, config.ring_bytes);
   }
   try {
+    // Messages are read several per system call when several are there.
+    MessageReader reader(fd);
     Message init;
-    recv_message_into(fd, init, in_ring);
+    reader.next(init, &in_ring);
     Reader r(init.bytes.bytes(), init.raw_fds());
     if (r.read_pod<PoolMsg>() != PoolMsg::init) throw SerializationError("mproc: pool worker: expected init");
     if (r.read_pod<std::uint8_t>() != 0) {
@@ -65,7 +69,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     Writer results;
     Writer deferred;  // results of earlier chunks not sent yet (item_sink.hpp)
     for (;;) {
-      recv_message_into(fd, m, in_ring);
+      reader.next(m, &in_ring);
       const std::vector<int> fds = m.raw_fds();
       Reader in(m.bytes.bytes(), fds);
       const auto kind = in.read_pod<PoolMsg>();
@@ -96,7 +100,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
       const bool retire = config.maxtasks != 0 && ++chunks_done >= config.maxtasks;
       // With the next chunk already here, this one's results may wait for
       // a later send (one wake-up of the pool for several chunks).
-      sink.finish(!retire && input_waiting(fd));
+      sink.finish(!retire && input_waiting(reader, fd));
       if (retire) {
         Writer w;
         w.write_pod(PoolMsg::retiring);

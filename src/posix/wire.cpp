@@ -86,6 +86,52 @@ void send_message(int sock, std::span<const std::byte> bytes, std::span<const in
 
 namespace {
 
+// Takes the descriptors that came with `msg` (SCM_RIGHTS) into `out`.
+void collect_fds(msghdr& msg, std::vector<UniqueFd>& out) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < n; ++i) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+        out.emplace_back(fd);
+      }
+    }
+  }
+}
+
+[[noreturn]] void too_big(std::uint64_t n, std::size_t max_bytes) {
+  throw SerializationError("mproc: message of " + std::to_string(n) + " bytes exceeds the limit of " +
+                           std::to_string(max_bytes));
+}
+
+// Reads the rest of a body of `length` bytes whose first `have` bytes are
+// in m.bytes already.
+void recv_body_rest(int sock, Message& m, std::size_t have, std::uint64_t length) {
+  // Grow with what has arrived, never with what the header promises beyond
+  // kTrusted: a garbage header cannot make this allocate more than that
+  // before the bytes exist. Up to kTrusted, one allocation (or none, when
+  // the buffer is reused) instead of a copy at every doubling.
+  constexpr std::size_t kTrusted = std::size_t{16} << 20;
+  if (m.bytes.capacity() < std::min(length, std::uint64_t{kTrusted})) {
+    m.bytes.reserve(std::min(length, std::uint64_t{kTrusted}));
+  }
+  while (have < length) {
+    const std::size_t room = std::max<std::size_t>({m.bytes.capacity(), have * 2, std::size_t{1} << 16});
+    const std::size_t want = std::min<std::size_t>(length, room) - have;
+    // Uninitialised: the bytes land there next (ByteBuffer).
+    if (m.bytes.size() < have + want) m.bytes.resize(have + want);
+    const ssize_t r = retry_eintr([&] { return ::recv(sock, m.bytes.data() + have, want, 0); });
+    if (r < 0) {
+      if (errno == ECONNRESET) throw EOFError("mproc: peer closed the connection mid-message");
+      throw_errno("mproc: recv");
+    }
+    if (r == 0) throw EOFError("mproc: peer closed the connection mid-message");
+    have += static_cast<std::size_t>(r);
+  }
+  m.bytes.resize(have);
+}
+
 void receive(int sock, Message& m, std::size_t max_bytes, BulkRing* ring) {
   m.fds.clear();
   m.bytes.clear();  // keeps its capacity for this message
@@ -104,16 +150,7 @@ void receive(int sock, Message& m, std::size_t max_bytes, BulkRing* ring) {
       if (errno == ECONNRESET) throw EOFError("mproc: peer closed the connection");
       throw_errno("mproc: recvmsg");
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < n; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          m.fds.emplace_back(fd);
-        }
-      }
-    }
+    collect_fds(msg, m.fds);
     if (r == 0) {
       if (got == 0) throw EOFError("mproc: end of stream");
       throw SerializationError("mproc: truncated message header");
@@ -133,10 +170,7 @@ void receive(int sock, Message& m, std::size_t max_bytes, BulkRing* ring) {
       if (r <= 0) throw EOFError("mproc: peer closed the connection mid-message");
       have += static_cast<std::size_t>(r);
     }
-    if (ref.length > max_bytes) {
-      throw SerializationError("mproc: message of " + std::to_string(ref.length) + " bytes exceeds the limit of " +
-                               std::to_string(max_bytes));
-    }
+    if (ref.length > max_bytes) too_big(ref.length, max_bytes);
     ring->take(ref, m.bytes);
     return;
   }
@@ -145,33 +179,8 @@ void receive(int sock, Message& m, std::size_t max_bytes, BulkRing* ring) {
                              std::to_string(h.nfds) + " descriptors, " +
                              std::to_string(m.fds.size()) + " arrived");
   }
-  if (h.length > max_bytes) {
-    throw SerializationError("mproc: message of " + std::to_string(h.length) +
-                             " bytes exceeds the limit of " + std::to_string(max_bytes));
-  }
-  // Grow with what has arrived, never with what the header promises beyond
-  // kTrusted: a garbage header cannot make this allocate more than that
-  // before the bytes exist. Up to kTrusted, one allocation (or none, when
-  // the buffer is reused) instead of a copy at every doubling.
-  constexpr std::size_t kTrusted = std::size_t{16} << 20;
-  if (m.bytes.capacity() < std::min(h.length, std::uint64_t{kTrusted})) {
-    m.bytes.reserve(std::min(h.length, std::uint64_t{kTrusted}));
-  }
-  std::size_t have = 0;
-  while (have < h.length) {
-    const std::size_t room = std::max<std::size_t>({m.bytes.capacity(), have * 2, std::size_t{1} << 16});
-    const std::size_t want = std::min<std::size_t>(h.length, room) - have;
-    // Uninitialised: the bytes land there next (ByteBuffer).
-    if (m.bytes.size() < have + want) m.bytes.resize(have + want);
-    const ssize_t r = retry_eintr([&] { return ::recv(sock, m.bytes.data() + have, want, 0); });
-    if (r < 0) {
-      if (errno == ECONNRESET) throw EOFError("mproc: peer closed the connection mid-message");
-      throw_errno("mproc: recv");
-    }
-    if (r == 0) throw EOFError("mproc: peer closed the connection mid-message");
-    have += static_cast<std::size_t>(r);
-  }
-  m.bytes.resize(have);
+  if (h.length > max_bytes) too_big(h.length, max_bytes);
+  recv_body_rest(sock, m, 0, h.length);
 }
 
 }  // namespace
@@ -194,6 +203,107 @@ Message recv_message(int sock, std::size_t max_bytes) {
   Message m;
   recv_message_into(sock, m, max_bytes);
   return m;
+}
+
+
+// ------------------------------------------------------------ MessageReader ---
+
+bool MessageReader::fill() {
+  if (buf_.size() < kChunk) buf_.resize(kChunk);
+  if (begin_ == end_) {
+    begin_ = end_ = 0;
+  } else if (end_ == buf_.size()) {
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  iovec iov{buf_.data() + end_, buf_.size() - end_};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t r = retry_eintr([&] { return ::recvmsg(sock_, &msg, MSG_CMSG_CLOEXEC); });
+  if (r < 0) {
+    if (errno == ECONNRESET) return false;
+    throw_errno("mproc: recvmsg");
+  }
+  collect_fds(msg, fds_);
+  end_ += static_cast<std::size_t>(r);
+  return r > 0;
+}
+
+// Makes `n` bytes (at most kChunk) available at begin_.
+void MessageReader::need(std::size_t n) {
+  if (begin_ + n > kChunk && begin_ != 0) {
+    std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+  while (end_ - begin_ < n) {
+    if (!fill()) throw EOFError("mproc: peer closed the connection mid-message");
+  }
+}
+
+bool MessageReader::has_message() const noexcept {
+  Header h;
+  if (end_ - begin_ < sizeof h) return false;
+  std::memcpy(&h, buf_.data() + begin_, sizeof h);
+  const std::uint64_t body = h.nfds == kBulkFrame ? sizeof(BulkRef) : h.length;
+  return body <= kChunk && end_ - begin_ - sizeof h >= body;
+}
+
+void MessageReader::next(Message& m, BulkRing* ring, std::size_t max_bytes) {
+  m.fds.clear();
+  m.bytes.clear();
+  Header h;
+  while (end_ - begin_ < sizeof h) {
+    const bool empty = end_ == begin_;
+    if (!fill()) {
+      if (empty && end_ == begin_) throw EOFError("mproc: end of stream");
+      throw SerializationError("mproc: truncated message header");
+    }
+  }
+  std::memcpy(&h, buf_.data() + begin_, sizeof h);
+  begin_ += sizeof h;
+  if (h.nfds == kBulkFrame) {
+    if (ring == nullptr || h.length != sizeof(BulkRef)) {
+      throw SerializationError("mproc: malformed message: an unexpected shared-memory frame");
+    }
+    need(sizeof(BulkRef));
+    BulkRef ref;
+    std::memcpy(&ref, buf_.data() + begin_, sizeof ref);
+    begin_ += sizeof ref;
+    if (ref.length > max_bytes) too_big(ref.length, max_bytes);
+    ring->take(ref, m.bytes);
+    return;
+  }
+  // This message's descriptors came with its first byte: they are queued.
+  const std::size_t queued = fds_.size() - fds_begin_;
+  if (h.nfds > queued) {
+    throw SerializationError("mproc: malformed message: header announces " + std::to_string(h.nfds) +
+                             " descriptors, " + std::to_string(queued) + " arrived");
+  }
+  for (std::uint32_t i = 0; i < h.nfds; ++i) m.fds.push_back(std::move(fds_[fds_begin_++]));
+  if (fds_begin_ == fds_.size()) {
+    fds_.clear();
+    fds_begin_ = 0;
+  }
+  if (h.length > max_bytes) too_big(h.length, max_bytes);
+  if (h.length <= kChunk) {
+    need(static_cast<std::size_t>(h.length));
+    m.bytes.resize(static_cast<std::size_t>(h.length));
+    if (h.length != 0) std::memcpy(m.bytes.data(), buf_.data() + begin_, static_cast<std::size_t>(h.length));
+    begin_ += static_cast<std::size_t>(h.length);
+    return;
+  }
+  // A big body: what is buffered, then straight from the socket.
+  const std::size_t have = end_ - begin_;
+  m.bytes.resize(have);
+  if (have != 0) std::memcpy(m.bytes.data(), buf_.data() + begin_, have);
+  begin_ = end_ = 0;
+  recv_body_rest(sock_, m, have, h.length);
 }
 
 }  // namespace mproc::detail

@@ -58,4 +58,42 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes = std::size_t
 // without a ring is a SerializationError).
 void recv_message_into(int sock, Message& m, BulkRing& ring, std::size_t max_bytes = std::size_t{1} << 40);
 
+// Reads the messages of one socket that has one reader (a pool worker's
+// end, a pool's end of a worker's socket), several per system call: each
+// recvmsg takes whatever has arrived, up to 64 KiB, and the messages in it
+// are handed out one by one. A stream of small messages then costs one
+// system call per batch instead of two per message, and has_message() says
+// without a system call whether another one is already here. (Not for
+// Connections: two readers of one end must not read ahead of each other.)
+//
+// Descriptors arrive with the first byte of the message that carries them
+// (the kernel never merges them across sends), so they queue in arrival
+// order and each message takes as many as its header announces. Bodies
+// larger than the buffer are read straight into the message, as by
+// recv_message_into.
+class MessageReader {
+ public:
+  explicit MessageReader(int sock) noexcept : sock_(sock) {}
+
+  // The next message (blocking until it is complete), bulk frames taken out
+  // of `ring` when there is one. Throws like recv_message_into.
+  void next(Message& m, BulkRing* ring = nullptr, std::size_t max_bytes = std::size_t{1} << 40);
+  // Whether a whole message is already buffered (next() will not block).
+  bool has_message() const noexcept;
+  // Whether any byte is buffered (a partial message: the peer is mid-send).
+  bool has_bytes() const noexcept { return end_ != begin_; }
+
+ private:
+  static constexpr std::size_t kChunk = std::size_t{64} << 10;
+  // Reads once more (blocking); false at end of stream.
+  bool fill();
+  void need(std::size_t n);
+
+  int sock_;
+  ByteBuffer buf_;
+  std::size_t begin_ = 0, end_ = 0;  // buffered bytes: buf_[begin_, end_)
+  std::vector<UniqueFd> fds_;         // arrived, not yet taken by a message
+  std::size_t fds_begin_ = 0;
+};
+
 }  // namespace mproc::detail
