@@ -114,6 +114,11 @@ void put_range(mproc::Queue<int> q, int from, int to) {
   for (int i = from; i < to; ++i) q.put(i);
 }
 
+// Puts 0, 1, 2, ... until it is killed (or the guard runs out).
+void put_until_killed(mproc::Queue<int> q) {
+  for (int i = 0; i < (1 << 30); ++i) q.put(i);
+}
+
 // Takes items until it gets -1, then reports everything it took.
 void collect_until_sentinel(mproc::Queue<int> q, mproc::Queue<std::vector<int>> results) {
   std::vector<int> got;
@@ -646,6 +651,39 @@ TEST_P(QueueProcess, BusyConsumerKilledAtAnyPointNeverDuplicatesAndLosesAtMostOn
   q.put(-5);
   EXPECT_EQ(q.get(kGuard), -5);
   EXPECT_EQ(core_of(q).in_flight(), 0u);
+}
+
+TEST_P(QueueProcess, BusyProducerKilledAtAnyPointLeavesAPrefixInOrder) {
+  // The producer dies wherever it is in a tight put loop: inside its
+  // commit (the put log is then replayed by the next holder of the put
+  // lock, here the parent's get_nowait), while crossing into a new
+  // segment (the heap log), or between puts. What is left must be exactly
+  // 0..k-1 in order, counted right, and the queue must go on working.
+  for (int round = 0; round < 3; ++round) {
+    mproc::Queue<int> q;
+    mproc::Process p(opts(), put_until_killed, q);
+    p.start();
+    const std::size_t target = 20000u + 7919u * static_cast<std::size_t>(round);
+    ASSERT_TRUE(poll_fast([&] { return q.qsize() >= target || !p.is_alive(); }));
+    p.kill();
+    join_or_kill(p);
+    int expect = 0;
+    for (;;) {
+      try {
+        const int v = q.get_nowait();
+        ASSERT_EQ(v, expect) << "round " << round;
+        ++expect;
+      } catch (const mproc::Empty&) {
+        break;
+      }
+    }
+    EXPECT_GE(static_cast<std::size_t>(expect), target);
+    EXPECT_EQ(q.qsize(), 0u);
+    q.put(-5);
+    EXPECT_EQ(q.qsize(), 1u);
+    EXPECT_EQ(q.get(kGuard), -5);
+    EXPECT_EQ(core_of(q).in_flight(), 0u);
+  }
 }
 
 TEST_P(QueueProcess, ProducerKilledMidPutOfAHugeItemLeavesNoTrace) {

@@ -2,7 +2,7 @@
 // the design, with every crash case, is docs/design/queue.md).
 //
 // Layout of the heap memfd, by offset:
-//   [0, 64 KiB)   QueueShared: constants, the robust mutex, futex words,
+//   [0, 64 KiB)   QueueShared: constants, the three locks, futex words,
 //                 the state words (changed only through the redo log), the
 //                 redo log itself.
 //   [64 KiB, ...) blocks. A block of class c is 2^(16+c) bytes, aligned to
@@ -15,18 +15,31 @@
 //                 "continue in segment X". head and tail are heap offsets
 //                 into the first and last segment.
 //
+// Three robust locks (mproc's LockCore: the holder's pid and start time
+// in the lock word; a waiter takes over from a holder that died) guard the
+// state, each with its own cache lines so
+// that a producer and a consumer streaming items do not pass one line back
+// and forth on every operation: the put lock (with the tail and the count
+// of puts), the get lock (with the head and the count of gets), and the
+// heap lock (allocator, in-flight slots, joinable count, mproc::wait).
+// Lock order: get, put, heap.
+//
 // Crash safety rests on three rules:
-//  1. Under the mutex, nothing a reader can see changes until the commit:
+//  1. Under a lock, nothing a reader can see changes until the commit:
 //     bytes are written beyond the tail (or into blocks nobody else owns),
-//     then every state word that changes is written into the redo log, the
-//     log is marked valid, applied, and cleared. A process that dies
-//     holding the mutex leaves either no trace or a valid log, which the
-//     next holder (EOWNERDEAD) replays.
-//  2. Large items are copied outside the mutex, into a block that only the
-//     copier can reach; the item enters the chain (one entry, under the
-//     mutex) only when complete. A copier that dies leaves an unreachable
-//     block, recorded in an in-flight slot with its OwnerId, and reclaimed
-//     once that process is seen dead.
+//     then every state word that changes is written into that lock's redo
+//     log, the log is marked valid, applied, and cleared. A process that
+//     dies holding the lock leaves either no trace or a valid log, which
+//     the next holder (taking the lock over) replays. A transaction under the heap
+//     lock may also change the put side's or the get side's words when its
+//     thread holds that lock too; so repairing the put or get lock first
+//     takes the heap lock, which replays such a log before anyone reads
+//     those words.
+//  2. Large items are copied outside the locks, into a block that only
+//     the copier can reach; the item enters the chain (one entry, under
+//     the put and heap locks) only when complete. A copier that dies leaves
+//     an unreachable block, recorded in an in-flight slot with its OwnerId,
+//     and reclaimed once that process is seen dead.
 //  3. Sleepers sleep in bounded slices, so a wake-up lost with a process
 //     that died between being woken and taking its item only delays the
 //     others.
@@ -35,7 +48,6 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -58,7 +70,7 @@ namespace {
 using std::chrono::steady_clock;
 
 constexpr std::uint64_t kMagic = 0x3165755171707250ull;  // "PrpqQue1"
-constexpr std::uint32_t kVersion = 2;  // 2: the state words share the mutex's cache line
+constexpr std::uint32_t kVersion = 3;  // 3: three locks (put, get, heap)
 
 constexpr unsigned kArenaShift = 30;
 constexpr std::uint64_t kArenaSize = std::uint64_t{1} << kArenaShift;
@@ -75,8 +87,12 @@ constexpr std::uint64_t kSegmentBytes = std::uint64_t{1} << kMinShift;
 // pages are given back.
 constexpr std::uint64_t kLinkPage = 4096;
 // Free blocks up to 1 MiB stay populated, at most this many per class, so a
-// steady stream reuses warm pages instead of faulting fresh ones.
+// steady stream reuses warm pages instead of faulting fresh ones. Segments
+// (class 0) keep more: a producer that runs ahead of its consumer holds
+// many of them, and each one punched and faulted in again cost 16 page
+// faults and a fallocate per 4096 small items.
 constexpr std::uint32_t kKeepHot = 2;
+constexpr std::uint32_t kKeepHotSegments = 8;
 constexpr std::uint32_t kHotMaxClass = 4;
 
 constexpr int kSlots = 64;
@@ -87,19 +103,21 @@ constexpr std::uint32_t kLogMax = 40;
 constexpr std::int64_t kSpinMaxNs = 20000;
 constexpr std::int64_t kSpinMinNs = 200;
 constexpr auto kSlice = std::chrono::milliseconds(200);
-// Attempts to take a busy mutex before sleeping on it.
-constexpr int kLockSpins = 64;
 
 enum : std::uint32_t { kInline = 1, kRef = 2, kNext = 3 };
 enum : std::uint64_t { kSlotWriter = 1, kSlotReader = 2 };
 
+// The state words, by index (a redo log names words by index). The first
+// four live on the put and get sides' own lines, the rest in the heap
+// lock's array (QueueShared::word).
 enum Word : std::uint32_t {
-  kCount,
-  kHead,
-  kTail,
+  kTail,     // put side: end of the last committed entry
+  kPutSeq,   // put side: items ever put
+  kHead,     // get side: the oldest entry
+  kGetSeq,   // get side: items ever taken
   kTop,
   kFileSize,
-  kUnfinished,
+  kDoneSeq,  // JoinableQueue: task_done() calls; unfinished = puts - this
   kSlotsUsed,
   kFreeHead,                        // + class
   kFreeCount = kFreeHead + kClasses,  // + class
@@ -139,13 +157,57 @@ ByteBuffer& item_buffer() {
 
 }  // namespace
 
-// Sleepers waiting for one condition ("not empty", "not full", "all tasks
-// done"). All three fields change under the mutex only.
+// Sleepers waiting for one condition. All three fields change under one
+// mutex: "not empty" under the put lock (producers signal it while they
+// hold it), "not full" under the get lock, "all tasks done" under the heap
+// lock.
 struct WaitSet {
   std::atomic<std::uint32_t> word;      // the futex word; bumped by every wake
   std::atomic<std::uint32_t> sleeping;  // sleepers that counted themselves in
   std::atomic<std::uint32_t> pending;   // a wake is on its way, not yet taken
 };
+
+// A redo log (rule 1). Entries are only touched under its lock.
+struct RedoLog {
+  std::atomic<std::uint32_t> n;
+  struct Entry {
+    std::uint32_t word;
+    std::uint64_t value;
+  } e[kLogMax];
+};
+
+// One end of the FIFO. The lock, and the words only its own side reads,
+// stay in that side's cache; the position (tail / head) has a line of its own, because the other side
+// reads it: a consumer that has caught up reads the tail, and must not
+// take the producers' lock line with it each time. `seen` is a cache of
+// the other end, valid under this lock: the get side keeps the last tail
+// it read (items up to it can be taken without reading the tail again),
+// the put side the last count of gets (a bounded queue has at least that
+// much room).
+struct alignas(64) QueueEnd {
+  LockCore lock;  // one line of its own (sync_core.hpp)
+  std::atomic<std::uint64_t> seq;  // items put / taken
+  std::atomic<std::uint64_t> seen;
+  alignas(64) std::atomic<std::uint64_t> pos;  // tail / head
+};
+static_assert(sizeof(QueueEnd) == 192, "a queue end is three cache lines");
+
+// Copies a few bytes without a call into the C library: an int's encoding
+// is 4 bytes, and a memcpy of unknown length costs more than the rest of
+// the copy. Two overlapping fixed-size copies cover 4 to 16 bytes.
+inline void copy_bytes(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+  if (n >= 4 && n <= 16) {
+    if (n >= 8) {
+      std::memcpy(dst, src, 8);
+      std::memcpy(dst + n - 8, src + n - 8, 8);
+    } else {
+      std::memcpy(dst, src, 4);
+      std::memcpy(dst + n - 4, src + n - 4, 4);
+    }
+    return;
+  }
+  if (n != 0) std::memcpy(dst, src, n);
+}
 
 struct QueueShared {
   std::uint64_t magic;
@@ -153,44 +215,51 @@ struct QueueShared {
   std::uint32_t joinable;
   std::int64_t maxsize;
 
-  // What every put and get writes shares one cache line, so that taking
-  // the mutex brings the state along instead of a second line crossing
-  // between the cores: the mutex (40 bytes) and the first state words
-  // (kCount, kHead, kTail).
-  alignas(64) pthread_mutex_t mutex;
-  std::atomic<std::uint64_t> w[kWords];
+  // Producers write the first lines (lock, counts, tail, log), consumers
+  // the next ones; while items flow, only the data and the tail (when a
+  // consumer has taken every item it knew of) cross between the cores.
+  QueueEnd put;
+  alignas(64) RedoLog put_log;
+  alignas(64) QueueEnd get;
+  alignas(64) RedoLog get_log;
 
-  // Read by every put and get, written only when someone sleeps or polls:
-  // these lines stay shared in every cache while items flow.
+  LockCore heap_lock;
+  std::atomic<std::uint64_t> w[kWords];  // kTop onwards
+  alignas(64) RedoLog heap_log;
+
+  // Read by every put (items, pollers) or get (space, armed), written only
+  // when someone sleeps or polls: these lines stay shared in every cache
+  // while items flow.
   alignas(64) WaitSet items;
-  // mproc::wait: processes polling the eventfd, and whether it is signalled.
+  // mproc::wait: processes polling the eventfd (changed under the put and
+  // heap locks), and whether it is signalled (heap lock).
   std::atomic<std::uint32_t> pollers;
   std::atomic<std::uint32_t> armed;
   alignas(64) WaitSet space;
-  WaitSet done;
+  alignas(64) WaitSet done;
 
-  // The redo log (rule 1). Entries are only touched under the mutex.
-  alignas(64) std::atomic<std::uint32_t> log_n;
-  struct LogEntry {
-    std::uint32_t word;
-    std::uint64_t value;
-  } log[kLogMax];
+  std::atomic<std::uint64_t>& word(std::uint32_t i) noexcept {
+    switch (i) {
+      case kTail: return put.pos;
+      case kPutSeq: return put.seq;
+      case kHead: return get.pos;
+      case kGetSeq: return get.seq;
+      default: return w[i];
+    }
+  }
 };
 static_assert(sizeof(QueueShared) <= kHeaderBytes);
-static_assert(kCount < 3 && kHead < 3 && kTail < 3 &&
-                  offsetof(QueueShared, w) + 3 * sizeof(std::uint64_t) <= offsetof(QueueShared, mutex) + 64,
-              "the mutex and the words every operation writes share one cache line");
 
-// A set of state-word changes applied all at once (rule 1). Reads see the
-// pending values.
+// A set of state-word changes applied all at once through one lock's redo
+// log (rule 1). Reads see the pending values.
 class QueueCore::Txn {
  public:
-  explicit Txn(QueueShared* s) noexcept : s_(s) {}
+  Txn(QueueShared* s, RedoLog& log) noexcept : s_(s), log_(log) {}
   std::uint64_t get(std::uint32_t word) const noexcept {
     for (std::uint32_t i = 0; i < n_; ++i) {
       if (e_[i].word == word) return e_[i].value;
     }
-    return s_->w[word].load(std::memory_order_relaxed);
+    return s_->word(word).load(std::memory_order_relaxed);
   }
   void set(std::uint32_t word, std::uint64_t value) {
     for (std::uint32_t i = 0; i < n_; ++i) {
@@ -204,48 +273,56 @@ class QueueCore::Txn {
   }
   bool empty() const noexcept { return n_ == 0; }
   void add(std::uint32_t word, std::int64_t delta) { set(word, get(word) + static_cast<std::uint64_t>(delta)); }
+  // The common put and get: two words, in order, through the log. Written
+  // out so that no call to memcpy is made for a few bytes.
+  static void commit2(QueueShared* s, RedoLog& log, std::uint32_t w0, std::uint64_t v0, std::uint32_t w1,
+                      std::uint64_t v1) noexcept {
+    log.e[0].word = w0;
+    log.e[0].value = v0;
+    log.e[1].word = w1;
+    log.e[1].value = v1;
+    log.n.store(2, std::memory_order_release);
+    s->word(w0).store(v0, std::memory_order_release);
+    s->word(w1).store(v1, std::memory_order_release);
+    log.n.store(0, std::memory_order_release);
+  }
   void commit() noexcept {
     if (n_ == 0) return;
-    // The common put and get change only the tail or the head and the
-    // count, in that order. They skip the log: a crash between the two
-    // stores leaves a count that recover() recomputes from head and tail.
-    bool direct = true;
-    for (std::uint32_t i = 0; i < n_; ++i) {
-      if (e_[i].word != kHead && e_[i].word != kTail && e_[i].word != kCount) direct = false;
-    }
-    if (direct) {
-      apply(s_, e_, n_);
-      n_ = 0;
-      return;
-    }
-    std::memcpy(static_cast<void*>(s_->log), e_, sizeof(e_[0]) * n_);
-    s_->log_n.store(n_, std::memory_order_release);
-    apply(s_, s_->log, n_);
-    s_->log_n.store(0, std::memory_order_release);
+    // The log lines belong to the lock holder's side, so logging even
+    // the common put and get costs a few stores to a line already in this
+    // core's cache.
+    std::memcpy(static_cast<void*>(log_.e), e_, sizeof(e_[0]) * n_);
+    log_.n.store(n_, std::memory_order_release);
+    apply(s_, log_.e, n_);
+    log_.n.store(0, std::memory_order_release);
     n_ = 0;
   }
-  static void apply(QueueShared* s, const QueueShared::LogEntry* e, std::uint32_t n) noexcept {
+  // In order, with release stores: a consumer that reads the tail without
+  // the put lock (acquire) then sees the entry's bytes.
+  static void apply(QueueShared* s, const RedoLog::Entry* e, std::uint32_t n) noexcept {
     for (std::uint32_t i = 0; i < n; ++i) {
-      if (e[i].word < kWords) s->w[e[i].word].store(e[i].value, std::memory_order_relaxed);
+      if (e[i].word < kWords) s->word(e[i].word).store(e[i].value, std::memory_order_release);
     }
   }
 
  private:
   QueueShared* s_;
+  RedoLog& log_;
   std::uint32_t n_ = 0;
-  QueueShared::LogEntry e_[kLogMax];
+  RedoLog::Entry e_[kLogMax];
 };
 
-// Holds the queue's mutex for a scope.
+// Holds one of the queue's locks for a scope.
 class QueueCore::Lock {
  public:
-  explicit Lock(QueueCore& q) : q_(q) { q_.lock(); }
-  ~Lock() { q_.unlock(); }
+  Lock(QueueCore& q, Which m) : q_(q), m_(m) { q_.lock(m_); }
+  ~Lock() { q_.unlock(m_); }
   Lock(const Lock&) = delete;
   Lock& operator=(const Lock&) = delete;
 
  private:
   QueueCore& q_;
+  Which m_;
 };
 
 // ------------------------------------------------------------- lifetime ---
@@ -262,9 +339,15 @@ QueueCore::~QueueCore() {
   }
 }
 
-std::byte* QueueCore::arena(std::uint64_t index) const {
+// Every put and get reaches its entry through here: the common case (the
+// window is mapped) is inline, the mapping itself out of line.
+inline std::byte* QueueCore::arena(std::uint64_t index) const {
   std::byte* p = arenas_[index].load(std::memory_order_acquire);
-  if (p != nullptr) return p;
+  if (p != nullptr) [[likely]] return p;
+  return map_arena(index);
+}
+
+std::byte* QueueCore::map_arena(std::uint64_t index) const {
   // MAP_NORESERVE and beyond the end of the file: only pages that blocks
   // really use ever get memory; the file grows under the mutex before any
   // block in the new range is handed out.
@@ -279,7 +362,7 @@ std::byte* QueueCore::arena(std::uint64_t index) const {
   return static_cast<std::byte*>(m);
 }
 
-std::byte* QueueCore::at(std::uint64_t off) const {
+inline std::byte* QueueCore::at(std::uint64_t off) const {
   return arena(off >> kArenaShift) + (off & (kArenaSize - 1));
 }
 
@@ -298,18 +381,12 @@ std::shared_ptr<QueueCore> QueueCore::create(std::int64_t maxsize, bool joinable
 }
 
 void QueueCore::init_header(std::int64_t maxsize, bool joinable) {
-  QueueShared* s = new (shared_) QueueShared{};
-  pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  const int rc = pthread_mutex_init(&s->mutex, &attr);
-  pthread_mutexattr_destroy(&attr);
-  if (rc != 0) throw_errno("Queue: pthread_mutex_init", rc);
+  QueueShared* s = new (shared_) QueueShared{};  // the three locks start free
   s->maxsize = maxsize > 0 ? maxsize : 0;
   s->joinable = joinable ? 1 : 0;
-  s->w[kHead].store(kHeaderBytes, std::memory_order_relaxed);
-  s->w[kTail].store(kHeaderBytes, std::memory_order_relaxed);
+  s->get.pos.store(kHeaderBytes, std::memory_order_relaxed);
+  s->get.seen.store(kHeaderBytes, std::memory_order_relaxed);
+  s->put.pos.store(kHeaderBytes, std::memory_order_relaxed);
   s->w[kTop].store(kHeaderBytes + kSegmentBytes, std::memory_order_relaxed);
   s->w[kFileSize].store(kHeaderBytes + kSegmentBytes, std::memory_order_relaxed);
   s->version = kVersion;
@@ -347,114 +424,176 @@ void QueueCore::check_header() const {
 std::int64_t QueueCore::maxsize() const noexcept { return shared_->maxsize; }
 bool QueueCore::joinable() const noexcept { return shared_->joinable != 0; }
 std::size_t QueueCore::qsize() const noexcept {
-  return static_cast<std::size_t>(shared_->w[kCount].load(std::memory_order_relaxed));
+  // Gets first: the count of gets never passes the count of puts read
+  // after it, except while a segment-crossing put is between its two
+  // stores (tail first there); clamp that moment to zero.
+  const std::uint64_t gets = shared_->get.seq.load(std::memory_order_acquire);
+  const std::uint64_t puts = shared_->put.seq.load(std::memory_order_acquire);
+  return puts > gets ? static_cast<std::size_t>(puts - gets) : 0;
 }
 
-// ----------------------------------------------------------------- mutex ---
+// ----------------------------------------------------------------- locks ---
 
-namespace {
-
-// Whether the mutex is unlocked now, by a plain read (no store, so the
-// cache line stays where it is). A hint only: trylock decides.
-bool mutex_looks_free(pthread_mutex_t* m) noexcept {
-#if defined(__GLIBC__)
-  // glibc keeps the owner (robust mutexes: its thread id) in __lock.
-  return __atomic_load_n(&m->__data.__lock, __ATOMIC_RELAXED) == 0;
-#else
-  (void)m;
-  return true;
-#endif
+inline LockCore& QueueCore::lock_of(Which which) const noexcept {
+  QueueShared* s = shared_;
+  return which == kPutLock ? s->put.lock : which == kGetLock ? s->get.lock : s->heap_lock;
 }
 
-}  // namespace
-
-void QueueCore::lock() {
-  pthread_mutex_t* m = &shared_->mutex;
-  // Critical sections are a few dozen nanoseconds, so a holder is usually
-  // about to release: spin briefly before asking the kernel to sleep (a
-  // robust mutex goes straight to futex_wait otherwise, and its release
-  // then pays a futex_wake: two system calls per contended operation).
-  int rc = EBUSY;
-  for (int i = 0; i < kLockSpins; ++i) {
-    // Test before test-and-set: while the holder works, only read the
-    // lock word, so the holder keeps its cache line and its unlock does
-    // not have to fetch it back from us.
-    if (i == 0 || mutex_looks_free(m)) {
-      rc = pthread_mutex_trylock(m);
-      if (rc != EBUSY) break;
-    }
-    for (int k = 0; k < 8; ++k) cpu_relax();
+inline void QueueCore::lock(Which which) {
+  // mproc's own robust lock (sync_core.hpp, docs/design/locks.md): one
+  // compare-and-swap when free; otherwise a short spin, then sleeps in
+  // bounded slices, after each of which a holder that has died is taken
+  // over and the lock marked recovered. It costs about two thirds of a
+  // robust pthread mutex (no robust-list bookkeeping on every lock and
+  // unlock), and a small put or get is little more than one lock and one
+  // unlock.
+  LockCore& c = lock_of(which);
+  lock_acquire(&c, std::nullopt);
+  if (c.recovered.load(std::memory_order_relaxed) != 0) [[unlikely]] {
+    // Taken over from a process that died holding it (rule 1): finish or
+    // forget its change. Cleared only afterwards, so that dying in the
+    // middle of a repair leaves the next holder to repair again.
+    repair(which);
+    c.recovered.store(0, std::memory_order_relaxed);
   }
-  if (rc == EBUSY) rc = pthread_mutex_lock(m);
-  if (rc == 0) return;
-  if (rc == EOWNERDEAD) {
-    // A process died holding the mutex (rule 1): finish or forget its
-    // change, then make the mutex usable again.
-    recover();
-    pthread_mutex_consistent(m);
+}
+
+inline void QueueCore::unlock(Which which) noexcept {
+  LockCore& c = lock_of(which);
+  if ((c.state.exchange(0, std::memory_order_release) & kWaitersBit) != 0) futex_wake(c.futex_word(), 1);
+}
+
+void QueueCore::repair(Which which) noexcept {
+  QueueShared* s = shared_;
+  RedoLog& log = which == kPutLock ? s->put_log : which == kGetLock ? s->get_log : s->heap_log;
+  const std::uint32_t n = log.n.load(std::memory_order_acquire);
+  if (n > 0 && n <= kLogMax) Txn::apply(s, log.e, n);
+  log.n.store(0, std::memory_order_release);
+  if (which == kHeapLock) {
+    try {
+      reclaim_dead_slots();
+    } catch (...) {
+      // Mapping failed: the slots are reclaimed on a later try.
+    }
     return;
   }
-  throw_errno("Queue: locking the shared queue", rc);
-}
-
-void QueueCore::unlock() noexcept { pthread_mutex_unlock(&shared_->mutex); }
-
-void QueueCore::recover() noexcept {
-  QueueShared* s = shared_;
-  const std::uint32_t n = s->log_n.load(std::memory_order_acquire);
-  if (n > 0 && n <= kLogMax) Txn::apply(s, s->log, n);
-  s->log_n.store(0, std::memory_order_release);
-  // The count may lag one store behind the head or tail (Txn::commit's
-  // direct path): count the entries between them again.
+  // The dead process may have been inside a heap transaction that moves
+  // this side's words (a put crossing into a new segment, a get taking a
+  // large item): taking the heap lock replays it (its own takeover)
+  // before this side's words are read.
   try {
-    std::uint64_t pos = s->w[kHead].load(std::memory_order_relaxed);
-    const std::uint64_t tail = s->w[kTail].load(std::memory_order_relaxed);
-    std::uint64_t items = 0;
-    for (std::uint64_t steps = 0; pos != tail; ++steps) {
-      if (steps > (std::uint64_t{1} << 40)) return;  // corrupted beyond repair: leave it
-      EntryHeader h;
-      std::memcpy(&h, at(pos), sizeof h);
-      if (h.kind == kNext) {
-        std::memcpy(&pos, at(pos) + sizeof h, sizeof pos);
-        continue;
-      }
-      if (h.kind != kInline && h.kind != kRef) return;
-      pos += entry_size(h.length);
-      ++items;
-    }
-    s->w[kCount].store(items, std::memory_order_relaxed);
+    lock(kHeapLock);
+    unlock(kHeapLock);
   } catch (...) {
-    // Mapping failed: keep the count as it is.
+    // Not expected (the lock waits for ever); nothing more to do here.
   }
-  // Sleepers that the dead process was about to wake must not wait for
-  // that wake: let the next signal go out.
-  s->items.pending.store(0, std::memory_order_relaxed);
-  s->space.pending.store(0, std::memory_order_relaxed);
+  if (which == kPutLock) {
+    // Re-read the count of gets on the next full check; a wake the dead
+    // producer was about to send must not stop the next one.
+    s->put.seen.store(0, std::memory_order_relaxed);
+    s->items.pending.store(0, std::memory_order_relaxed);
+  } else {
+    // The head is always a safe "last tail seen": items up to it are gone.
+    s->get.seen.store(s->get.pos.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    s->space.pending.store(0, std::memory_order_relaxed);
+  }
 }
 
 bool QueueCore::sleep_on(WaitSet& ws, Deadline deadline) {
+  // The joinable "all tasks done" condition, under the heap lock.
   const auto now = steady_clock::now();
   if (deadline && now >= *deadline) return false;
   const std::uint32_t seq = ws.word.load(std::memory_order_relaxed);
   ws.sleeping.fetch_add(1, std::memory_order_relaxed);
-  unlock();
+  unlock(kHeapLock);
   Deadline until = now + kSlice;
   if (deadline && *deadline < *until) until = deadline;
-  // A put that commits after our unlock sees us counted and bumps the word,
-  // so this wait returns at once: no wake-up is ever missed.
+  // A waker that changes the condition after our unlock sees us counted
+  // and bumps the word, so this wait returns at once: no wake-up is missed.
   futex_wait(&ws.word, seq, until);
-  lock();
+  lock(kHeapLock);
   ws.sleeping.fetch_sub(1, std::memory_order_relaxed);
-  // Whoever comes back takes the pending wake: the next signal may go out.
   ws.pending.store(0, std::memory_order_relaxed);
+  return true;
+}
+
+bool QueueCore::sleep_on_items(Deadline deadline) {
+  // Called with the get lock held and the queue seen empty. The sleeper
+  // counts itself in under the put lock, which every producer holds when
+  // it commits and signals: a put either committed before (we see its
+  // item and do not sleep) or sees us counted (and bumps the word, so the
+  // futex wait returns at once). No fence is needed on the put path.
+  QueueShared* s = shared_;
+  const auto now = steady_clock::now();
+  if (deadline && now >= *deadline) return false;
+  lock(kPutLock);
+  if (s->put.pos.load(std::memory_order_acquire) != s->get.pos.load(std::memory_order_relaxed)) {
+    unlock(kPutLock);
+    return true;
+  }
+  const std::uint32_t seq = s->items.word.load(std::memory_order_relaxed);
+  s->items.sleeping.fetch_add(1, std::memory_order_relaxed);
+  unlock(kPutLock);
+  unlock(kGetLock);
+  Deadline until = now + kSlice;
+  if (deadline && *deadline < *until) until = deadline;
+  futex_wait(&s->items.word, seq, until);
+  lock(kGetLock);
+  lock(kPutLock);
+  s->items.sleeping.fetch_sub(1, std::memory_order_relaxed);
+  // We took the pending wake: the next signal may go out. With both locks
+  // held the count is exact; if more items are there than the one we are
+  // about to take while others sleep, pass the signal on (a put may have
+  // skipped its wake because ours was pending).
+  s->items.pending.store(0, std::memory_order_relaxed);
+  const std::uint64_t count =
+      s->put.seq.load(std::memory_order_relaxed) - s->get.seq.load(std::memory_order_relaxed);
+  const bool wake = count >= 2 && signal(s->items);
+  unlock(kPutLock);
+  if (wake) futex_wake(&s->items.word, 1);
+  return true;
+}
+
+bool QueueCore::sleep_on_space(Deadline deadline) {
+  // Called with the put lock held and a bounded queue seen full. The
+  // sleeper counts itself in under the get lock, which every consumer
+  // holds when it commits and signals (see sleep_on_items); the lock
+  // order (get before put) makes us let go of the put lock first.
+  QueueShared* s = shared_;
+  const auto now = steady_clock::now();
+  if (deadline && now >= *deadline) return false;
+  unlock(kPutLock);
+  lock(kGetLock);
+  lock(kPutLock);
+  if (has_room()) {
+    unlock(kGetLock);
+    return true;
+  }
+  const std::uint32_t seq = s->space.word.load(std::memory_order_relaxed);
+  s->space.sleeping.fetch_add(1, std::memory_order_relaxed);
+  unlock(kPutLock);
+  unlock(kGetLock);
+  Deadline until = now + kSlice;
+  if (deadline && *deadline < *until) until = deadline;
+  futex_wait(&s->space.word, seq, until);
+  lock(kGetLock);
+  lock(kPutLock);
+  s->space.sleeping.fetch_sub(1, std::memory_order_relaxed);
+  s->space.pending.store(0, std::memory_order_relaxed);
+  const std::uint64_t count =
+      s->put.seq.load(std::memory_order_relaxed) - s->get.seq.load(std::memory_order_relaxed);
+  const bool wake = count + 2 <= static_cast<std::uint64_t>(s->maxsize) && signal(s->space);
+  unlock(kGetLock);
+  if (wake) futex_wake(&s->space.word, 1);
   return true;
 }
 
 bool QueueCore::signal(WaitSet& ws) noexcept {
   // One wake at a time: while a woken sleeper has not yet come back for
-  // the mutex it still counts as sleeping, and waking it again (one system
+  // the lock it still counts as sleeping, and waking it again (one system
   // call per put) would only slow the waker down. The sleeper that comes
-  // back passes the signal on if there is more to take (see get/put).
+  // back passes the signal on if there is more to take (sleep_on_items,
+  // sleep_on_space).
   if (ws.sleeping.load(std::memory_order_relaxed) == 0 || ws.pending.load(std::memory_order_relaxed) != 0) {
     return false;
   }
@@ -463,9 +602,27 @@ bool QueueCore::signal(WaitSet& ws) noexcept {
   return true;
 }
 
-bool QueueCore::has_room() const noexcept {
-  const std::int64_t m = shared_->maxsize;
-  return m == 0 || shared_->w[kCount].load(std::memory_order_relaxed) < static_cast<std::uint64_t>(m);
+bool QueueCore::has_item(std::uint64_t head) noexcept {
+  // Under the get lock. Items up to the last tail seen need no look at the
+  // put side's line; only when they are used up is the tail read again
+  // (acquire: the entries before it are complete).
+  QueueShared* s = shared_;
+  if (head != s->get.seen.load(std::memory_order_relaxed)) return true;
+  const std::uint64_t tail = s->put.pos.load(std::memory_order_acquire);
+  s->get.seen.store(tail, std::memory_order_relaxed);
+  return head != tail;
+}
+
+bool QueueCore::has_room() noexcept {
+  // Under the put lock; the same caching, for the count of gets.
+  QueueShared* s = shared_;
+  const std::int64_t m = s->maxsize;
+  if (m == 0) return true;
+  const std::uint64_t puts = s->put.seq.load(std::memory_order_relaxed);
+  if (puts - s->put.seen.load(std::memory_order_relaxed) < static_cast<std::uint64_t>(m)) return true;
+  const std::uint64_t gets = s->get.seq.load(std::memory_order_acquire);
+  s->put.seen.store(gets, std::memory_order_relaxed);
+  return puts - gets < static_cast<std::uint64_t>(m);
 }
 
 // ------------------------------------------------------------ the heap ---
@@ -516,7 +673,7 @@ std::uint64_t QueueCore::alloc(Txn& t, std::uint32_t cls) {
 
 void QueueCore::free_block(Txn& t, std::uint64_t off, std::uint32_t cls, bool punched) {
   const std::uint64_t count = t.get(kFreeCount + cls);
-  if (!punched && (cls > kHotMaxClass || count >= kKeepHot)) punch(off, cls);
+  if (!punched && (cls > kHotMaxClass || count >= (cls == 0 ? kKeepHotSegments : kKeepHot))) punch(off, cls);
   // The link goes into the block itself, which nobody else can reach yet.
   write_link(off, t.get(kFreeHead + cls));
   t.set(kFreeHead + cls, off);
@@ -549,7 +706,7 @@ void QueueCore::reclaim_dead_slots() {
     if (owner == 0 || owner == self || !owner_dead(owner)) continue;
     // Its owner died writing or reading this block: the block is
     // unreachable from the chain, so it can go back to the free list.
-    Txn t(s);
+    Txn t(s, s->heap_log);
     const std::uint64_t off = s->w[kSlotBlock + si].load(std::memory_order_relaxed);
     const auto cls = static_cast<std::uint32_t>(s->w[kSlotInfo + si].load(std::memory_order_relaxed) & 0xffffffffu);
     if (cls < kClasses && off >= kHeaderBytes && off < kHeapLimit) free_block(t, off, cls, false);
@@ -580,16 +737,51 @@ std::uint64_t QueueCore::append_entry(Txn& t, std::uint32_t kind, std::span<cons
   return tail;
 }
 
-void QueueCore::after_put(bool& wake_getter) {
+bool QueueCore::after_put() {
+  // Under the put lock, after the commit. Both reads hit lines that stay
+  // shared while nobody sleeps or polls.
   QueueShared* s = shared_;
-  if (signal(s->items)) wake_getter = true;
-  if (s->pollers.load(std::memory_order_relaxed) != 0 && s->armed.load(std::memory_order_relaxed) == 0) {
-    // Signal first, then record it: dying in between leaves a readable
-    // eventfd that confirm_ready() clears, never a missed signal.
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto r = ::write(event_.get(), &one, sizeof one);
-    s->armed.store(1, std::memory_order_relaxed);
+  const bool wake_getter = signal(s->items);
+  if (s->pollers.load(std::memory_order_relaxed) != 0) {
+    // A poller counts itself in under the put lock, so it is seen here
+    // or it sees our item itself (begin_wait).
+    Lock hl(*this, kHeapLock);
+    if (s->armed.load(std::memory_order_relaxed) == 0) {
+      // Signal first, then record it: dying in between leaves a readable
+      // eventfd that confirm_ready() clears, never a missed signal.
+      const std::uint64_t one = 1;
+      [[maybe_unused]] auto r = ::write(event_.get(), &one, sizeof one);
+      s->armed.store(1, std::memory_order_relaxed);
+    }
   }
+  return wake_getter;
+}
+
+void QueueCore::append_small(std::span<const std::byte> bytes) {
+  // Under the put lock. The common case stays on the put side's lines: the
+  // entry goes beyond the tail, and the count of puts and the tail move
+  // through the put log (count first, so that no consumer takes an item
+  // the count does not hold yet).
+  QueueShared* s = shared_;
+  const std::uint64_t tail = s->put.pos.load(std::memory_order_relaxed);
+  const std::uint64_t need = entry_size(bytes.size());
+  const std::uint64_t seg_end = (tail & ~(kSegmentBytes - 1)) + kSegmentBytes;
+  constexpr std::uint64_t kNextEntry = entry_size(sizeof(std::uint64_t));
+  if (tail + need + kNextEntry <= seg_end) {
+    std::byte* p = at(tail);
+    EntryHeader h{kInline, static_cast<std::uint32_t>(bytes.size())};
+    std::memcpy(p, &h, sizeof h);
+    copy_bytes(p + sizeof h, bytes.data(), bytes.size());
+    Txn::commit2(s, s->put_log, kPutSeq, s->put.seq.load(std::memory_order_relaxed) + 1, kTail, tail + need);
+    return;
+  }
+  // The segment is full: a new one comes from the heap, in one heap
+  // transaction with the link, the entry, the tail and the count.
+  Lock hl(*this, kHeapLock);
+  Txn t(s, s->heap_log);
+  append_entry(t, kInline, bytes);  // first: it may reclaim (see alloc)
+  t.add(kPutSeq, 1);
+  t.commit();
 }
 
 // ------------------------------------------------------------------ put ---
@@ -597,24 +789,16 @@ void QueueCore::after_put(bool& wake_getter) {
 bool QueueCore::put(std::span<const std::byte> bytes, WaitLimit limit, bool block) {
   QueueShared* s = shared_;
   bool wake = false;
-  bool wake_putter = false;
   if (bytes.size() <= kInlineMax) {
     {
-      Lock lk(*this);
+      Lock lk(*this, kPutLock);
       while (!has_room()) {
-        if (!block || !sleep_on(s->space, limit.deadline())) return false;
+        if (!block || !sleep_on_space(limit.deadline())) return false;
       }
-      Txn t(s);
-      append_entry(t, kInline, bytes);
-      t.add(kCount, 1);
-      if (s->joinable) t.add(kUnfinished, 1);
-      t.commit();
-      after_put(wake);
-      // Room left and another putter asleep: pass the signal on.
-      if (has_room() && signal(s->space)) wake_putter = true;
+      append_small(bytes);
+      wake = after_put();
     }
     if (wake) futex_wake(&s->items.word, 1);
-    if (wake_putter) futex_wake(&s->space.word, 1);
     return true;
   }
 
@@ -623,17 +807,17 @@ bool QueueCore::put(std::span<const std::byte> bytes, WaitLimit limit, bool bloc
   std::uint64_t off = 0;
   int slot = -1;
   {
-    Lock lk(*this);
-    if (!block && !has_room()) return false;
-    Txn t(s);
+    if (!block && s->maxsize != 0 && qsize() >= static_cast<std::uint64_t>(s->maxsize)) return false;
+    Lock hl(*this, kHeapLock);
+    Txn t(s, s->heap_log);
     off = alloc(t, cls);
     slot = claim_slot(t, kSlotWriter, off, cls);
     t.commit();
   }
   auto give_back = [&]() noexcept {
     try {
-      Lock lk(*this);
-      Txn t(s);
+      Lock hl(*this, kHeapLock);
+      Txn t(s, s->heap_log);
       free_block(t, off, cls, false);
       release_slot(t, slot);
       t.commit();
@@ -643,7 +827,7 @@ bool QueueCore::put(std::span<const std::byte> bytes, WaitLimit limit, bool bloc
     }
   };
   try {
-    // Copy outside the mutex: others keep putting and getting meanwhile.
+    // Copy outside the locks: others keep putting and getting meanwhile.
     std::size_t map_len = 0;
     void* dst = map_block(off, bytes.size(), map_len);
     std::memcpy(dst, bytes.data(), bytes.size());
@@ -653,28 +837,29 @@ bool QueueCore::put(std::span<const std::byte> bytes, WaitLimit limit, bool bloc
     throw;
   }
   {
-    Lock lk(*this);
+    Lock lk(*this, kPutLock);
     while (!has_room()) {
-      if (!block || !sleep_on(s->space, limit.deadline())) {
-        Txn t(s);
-        free_block(t, off, cls, false);
-        release_slot(t, slot);
-        t.commit();
+      if (!block || !sleep_on_space(limit.deadline())) {
+        give_back();
         return false;
       }
     }
-    Txn t(s);
-    RefPayload ref{off, bytes.size(), cls};
-    append_entry(t, kRef, std::as_bytes(std::span(&ref, 1)));
-    release_slot(t, slot);
-    t.add(kCount, 1);
-    if (s->joinable) t.add(kUnfinished, 1);
-    t.commit();
-    after_put(wake);
-    if (has_room() && signal(s->space)) wake_putter = true;
+    {
+      // Linking the entry and releasing the slot are one transaction (a
+      // death in between must neither lose the item nor let the block be
+      // reclaimed while linked), so it is a heap transaction that also
+      // moves the put side's words; we hold the put lock.
+      Lock hl(*this, kHeapLock);
+      Txn t(s, s->heap_log);
+      RefPayload ref{off, bytes.size(), cls};
+      append_entry(t, kRef, std::as_bytes(std::span(&ref, 1)));
+      release_slot(t, slot);
+      t.add(kPutSeq, 1);
+      t.commit();
+    }
+    wake = after_put();
   }
   if (wake) futex_wake(&s->items.word, 1);
-  if (wake_putter) futex_wake(&s->space.word, 1);
   return true;
 }
 
@@ -710,7 +895,7 @@ void QueueCore::spin_for_item() noexcept {
   const std::int64_t budget = spin_ns_.load(std::memory_order_relaxed);
   const auto start = steady_clock::now();
   for (unsigned i = 1;; ++i) {
-    if (s->w[kCount].load(std::memory_order_relaxed) != 0) {
+    if (s->put.pos.load(std::memory_order_relaxed) != s->get.pos.load(std::memory_order_relaxed)) {
       spin_ns_.store(std::min<std::int64_t>(kSpinMaxNs, 2 * budget), std::memory_order_relaxed);
       return;
     }
@@ -724,76 +909,119 @@ void QueueCore::spin_for_item() noexcept {
 
 bool QueueCore::get(Item& out, WaitLimit limit, bool block) {
   QueueShared* s = shared_;
-  if (block && s->w[kCount].load(std::memory_order_relaxed) == 0) {
-    (void)limit.deadline();  // the timeout counts from here
-    spin_for_item();
+  // Empty as far as this process can tell without the lock? (The head and
+  // the last tail seen are on the get side's line; the put side's line is
+  // read only when they are equal.)
+  if (block) {
+    const std::uint64_t head = s->get.pos.load(std::memory_order_relaxed);
+    if (head == s->get.seen.load(std::memory_order_relaxed) && head == s->put.pos.load(std::memory_order_relaxed)) {
+      (void)limit.deadline();  // the timeout counts from here
+      spin_for_item();
+    }
   }
-  bool wake = false;
-  bool wake_getter = false;
+  bool wake_putter = false;
   RefPayload ref{};
   bool large = false;
   {
-    Lock lk(*this);
-    while (s->w[kCount].load(std::memory_order_relaxed) == 0) {
-      if (!block || !sleep_on(s->items, limit.deadline())) return false;
+    Lock lk(*this, kGetLock);
+    std::uint64_t pos = s->get.pos.load(std::memory_order_relaxed);
+    while (!has_item(pos)) {
+      if (!block) {
+        // A put or heap log marked valid, or more puts counted than items
+        // visible: a producer is in the middle of its commit, or died
+        // there. Taking the put lock waits for it or repairs it (a blocking
+        // get does so in sleep_on_items), so that an item whose commit a
+        // dead producer left half done is not seen only later.
+        if (s->put_log.n.load(std::memory_order_acquire) == 0 && s->heap_log.n.load(std::memory_order_acquire) == 0 &&
+            s->put.seq.load(std::memory_order_acquire) == s->get.seq.load(std::memory_order_relaxed)) {
+          return false;
+        }
+        lock(kPutLock);
+        unlock(kPutLock);
+        if (!has_item(pos)) return false;
+        break;
+      }
+      if (!sleep_on_items(limit.deadline())) return false;
+      pos = s->get.pos.load(std::memory_order_relaxed);
     }
-    Txn t(s);
-    std::uint64_t pos = t.get(kHead);
     EntryHeader h;
     std::memcpy(&h, at(pos), sizeof h);
-    if (h.kind == kNext) {
-      std::uint64_t next;
-      std::memcpy(&next, at(pos) + sizeof h, sizeof next);
-      if (next < kHeaderBytes || next >= kHeapLimit || (next & (kSegmentBytes - 1)) != 0) {
-        throw Error("Queue::get: the shared queue is corrupted (bad segment link)");
-      }
-      free_block(t, pos & ~(kSegmentBytes - 1), 0, false);
-      pos = next;
-      std::memcpy(&h, at(pos), sizeof h);
-    }
-    const std::uint64_t need = entry_size(h.length);
-    const std::uint64_t seg_end = (pos & ~(kSegmentBytes - 1)) + kSegmentBytes;
-    if ((h.kind != kInline && h.kind != kRef) || pos + need > seg_end ||
-        (h.kind == kRef && h.length != sizeof(RefPayload))) {
-      throw Error("Queue::get: the shared queue is corrupted (bad entry)");
-    }
-    if (h.kind == kInline) {
+    std::uint64_t need = entry_size(h.length);
+    if (h.kind == kInline && pos + need <= (pos & ~(kSegmentBytes - 1)) + kSegmentBytes) {
+      // The common case stays on the get side's lines: copy the item out,
+      // then move the head and the count of gets through the get log.
       ByteBuffer& b = item_buffer();
       b.resize(h.length);
-      if (h.length != 0) std::memcpy(b.data(), at(pos) + sizeof h, h.length);
+      copy_bytes(b.data(), at(pos) + sizeof h, h.length);
       out.bytes_ = b.bytes();
+      Txn::commit2(s, s->get_log, kHead, pos + need, kGetSeq, s->get.seq.load(std::memory_order_relaxed) + 1);
+      pos += need;
     } else {
-      std::memcpy(&ref, at(pos) + sizeof h, sizeof ref);
-      if (ref.cls >= kClasses || ref.off < kHeaderBytes || ref.off + class_size(static_cast<std::uint32_t>(ref.cls)) > kHeapLimit ||
-          ref.length > class_size(static_cast<std::uint32_t>(ref.cls))) {
-        throw Error("Queue::get: the shared queue is corrupted (bad item reference)");
+      // Crossing into the next segment (the old one goes back to the heap)
+      // or taking a large item (its block gets an in-flight slot): one heap
+      // transaction that also moves the get side's words; we hold the get
+      // lock.
+      Lock hl(*this, kHeapLock);
+      Txn t(s, s->heap_log);
+      if (h.kind == kNext) {
+        std::uint64_t next;
+        std::memcpy(&next, at(pos) + sizeof h, sizeof next);
+        if (next < kHeaderBytes || next >= kHeapLimit || (next & (kSegmentBytes - 1)) != 0) {
+          throw Error("Queue::get: the shared queue is corrupted (bad segment link)");
+        }
+        free_block(t, pos & ~(kSegmentBytes - 1), 0, false);
+        pos = next;
+        std::memcpy(&h, at(pos), sizeof h);
+        need = entry_size(h.length);
       }
-      // From here on the block is ours; the slot lets it be reclaimed if
-      // we die before freeing it.
-      out.slot_ = claim_slot(t, kSlotReader, ref.off, static_cast<std::uint32_t>(ref.cls));
-      out.core_ = this;
-      out.off_ = ref.off;
-      out.cls_ = static_cast<std::uint32_t>(ref.cls);
-      large = true;
+      const std::uint64_t seg_end = (pos & ~(kSegmentBytes - 1)) + kSegmentBytes;
+      if ((h.kind != kInline && h.kind != kRef) || pos + need > seg_end ||
+          (h.kind == kRef && h.length != sizeof(RefPayload))) {
+        throw Error("Queue::get: the shared queue is corrupted (bad entry)");
+      }
+      if (h.kind == kInline) {
+        ByteBuffer& b = item_buffer();
+        b.resize(h.length);
+        if (h.length != 0) std::memcpy(b.data(), at(pos) + sizeof h, h.length);
+        out.bytes_ = b.bytes();
+      } else {
+        std::memcpy(&ref, at(pos) + sizeof h, sizeof ref);
+        if (ref.cls >= kClasses || ref.off < kHeaderBytes ||
+            ref.off + class_size(static_cast<std::uint32_t>(ref.cls)) > kHeapLimit ||
+            ref.length > class_size(static_cast<std::uint32_t>(ref.cls))) {
+          throw Error("Queue::get: the shared queue is corrupted (bad item reference)");
+        }
+        // From here on the block is ours; the slot lets it be reclaimed if
+        // we die before freeing it.
+        out.slot_ = claim_slot(t, kSlotReader, ref.off, static_cast<std::uint32_t>(ref.cls));
+        out.core_ = this;
+        out.off_ = ref.off;
+        out.cls_ = static_cast<std::uint32_t>(ref.cls);
+        large = true;
+      }
+      t.set(kHead, pos + need);
+      t.add(kGetSeq, 1);
+      t.commit();
+      pos += need;
     }
-    t.set(kHead, pos + need);
-    const std::uint64_t left = t.get(kCount) - 1;
-    t.set(kCount, left);
-    t.commit();
-    // Room for a sleeping putter; and if items remain while getters sleep
-    // (a wake was suppressed as pending), pass it on to the next one.
-    if (has_room() && signal(s->space)) wake = true;
-    if (left != 0 && signal(s->items)) wake_getter = true;
-    if (left == 0 && s->armed.load(std::memory_order_relaxed) != 0) {
-      std::uint64_t v;
-      [[maybe_unused]] auto r = ::read(event_.get(), &v, sizeof v);
-      s->armed.store(0, std::memory_order_relaxed);
+    // Room for a sleeping putter (putters count themselves in under the
+    // get lock, so this read is exact).
+    if (s->maxsize != 0 && signal(s->space)) wake_putter = true;
+    if (s->armed.load(std::memory_order_relaxed) != 0 && pos == s->put.pos.load(std::memory_order_acquire)) {
+      // We emptied the queue while a poller's eventfd is signalled: clear
+      // it, under the heap lock, checking again (a put that commits after
+      // our look arms it again under the heap lock).
+      Lock hl(*this, kHeapLock);
+      if (pos == s->put.pos.load(std::memory_order_acquire) && s->armed.load(std::memory_order_relaxed) != 0) {
+        std::uint64_t v;
+        [[maybe_unused]] auto r = ::read(event_.get(), &v, sizeof v);
+        s->armed.store(0, std::memory_order_relaxed);
+      }
     }
   }
-  if (wake) futex_wake(&s->space.word, 1);
-  if (wake_getter) futex_wake(&s->items.word, 1);
+  if (wake_putter) futex_wake(&s->space.word, 1);
   if (large) {
-    // Read straight from shared memory, outside the mutex. If mapping
+    // Read straight from shared memory, outside the locks. If mapping
     // fails, the Item's destructor frees the block.
     out.map_ = map_block(ref.off, ref.length, out.map_len_);
     if (out.map_len_ == 0) out.map_ = nullptr;
@@ -812,18 +1040,18 @@ void QueueCore::Item::release() noexcept {
 void QueueCore::release_item(Item& item) noexcept {
   if (item.map_ != nullptr) ::munmap(item.map_, item.map_len_);
   item.map_ = nullptr;
-  // Large blocks give their pages back before the mutex is taken: that
+  // Large blocks give their pages back before the lock is taken: that
   // can take a while and nobody else can reach the block.
   const bool punched = item.cls_ > kHotMaxClass;
   if (punched) punch(item.off_, item.cls_);
   try {
-    Lock lk(*this);
-    Txn t(shared_);
+    Lock hl(*this, kHeapLock);
+    Txn t(shared_, shared_->heap_log);
     free_block(t, item.off_, item.cls_, punched);
     release_slot(t, item.slot_);
     t.commit();
   } catch (...) {
-    // Only if the mutex is unusable; the block then stays allocated.
+    // Only if the heap cannot be mapped; the block then stays allocated.
   }
 }
 
@@ -833,11 +1061,15 @@ void QueueCore::task_done() {
   QueueShared* s = shared_;
   bool wake = false;
   {
-    Lock lk(*this);
-    const std::uint64_t u = s->w[kUnfinished].load(std::memory_order_relaxed);
+    Lock hl(*this, kHeapLock);
+    // Unfinished tasks: puts minus task_done() calls. The count of puts
+    // moves under the put lock; an item that was got is counted already
+    // (its put committed the count with, or before, the tail).
+    const std::uint64_t done = s->w[kDoneSeq].load(std::memory_order_relaxed);
+    const std::uint64_t u = s->put.seq.load(std::memory_order_acquire) - done;
     if (u == 0) throw Error("JoinableQueue::task_done: called more times than items were put");
-    Txn t(s);
-    t.set(kUnfinished, u - 1);
+    Txn t(s, s->heap_log);
+    t.set(kDoneSeq, done + 1);
     t.commit();
     if (u == 1 && s->done.sleeping.load(std::memory_order_relaxed) != 0) {
       s->done.word.fetch_add(1, std::memory_order_relaxed);
@@ -849,8 +1081,8 @@ void QueueCore::task_done() {
 
 bool QueueCore::join(Deadline deadline) {
   QueueShared* s = shared_;
-  Lock lk(*this);
-  while (s->w[kUnfinished].load(std::memory_order_relaxed) != 0) {
+  Lock hl(*this, kHeapLock);
+  while (s->put.seq.load(std::memory_order_acquire) != s->w[kDoneSeq].load(std::memory_order_relaxed)) {
     if (!sleep_on(s->done, deadline)) return false;
   }
   return true;
@@ -860,9 +1092,12 @@ bool QueueCore::join(Deadline deadline) {
 
 bool QueueCore::begin_wait() {
   QueueShared* s = shared_;
-  Lock lk(*this);
+  // Counted in under the put lock: a put either sees us (and signals) or
+  // committed before, and then we see its item here.
+  Lock lk(*this, kPutLock);
+  Lock hl(*this, kHeapLock);
   s->pollers.fetch_add(1, std::memory_order_relaxed);
-  const bool ready = s->w[kCount].load(std::memory_order_relaxed) != 0;
+  const bool ready = s->put.pos.load(std::memory_order_relaxed) != s->get.pos.load(std::memory_order_acquire);
   if (ready && s->armed.load(std::memory_order_relaxed) == 0) {
     const std::uint64_t one = 1;
     [[maybe_unused]] auto r = ::write(event_.get(), &one, sizeof one);
@@ -873,7 +1108,7 @@ bool QueueCore::begin_wait() {
 
 void QueueCore::end_wait() noexcept {
   try {
-    Lock lk(*this);
+    Lock lk(*this, kPutLock);
     shared_->pollers.fetch_sub(1, std::memory_order_relaxed);
   } catch (...) {
     // A leftover poller count only costs producers an eventfd write.
@@ -882,10 +1117,11 @@ void QueueCore::end_wait() noexcept {
 
 bool QueueCore::confirm_ready() {
   QueueShared* s = shared_;
-  Lock lk(*this);
-  if (s->w[kCount].load(std::memory_order_relaxed) != 0) return true;
+  Lock hl(*this, kHeapLock);
+  if (s->put.pos.load(std::memory_order_acquire) != s->get.pos.load(std::memory_order_acquire)) return true;
   // Readable but empty: a stale signal (a getter raced us, or a producer
-  // died between signalling and recording it). Clear it.
+  // died between signalling and recording it). Clear it; a put that
+  // commits after our look arms it again under the heap lock.
   std::uint64_t v;
   [[maybe_unused]] auto r = ::read(event_.get(), &v, sizeof v);
   s->armed.store(0, std::memory_order_relaxed);
@@ -897,7 +1133,7 @@ bool QueueCore::confirm_ready() {
 std::size_t QueueCore::in_flight() const noexcept {
   try {
     auto& self = const_cast<QueueCore&>(*this);
-    Lock lk(self);
+    Lock hl(self, kHeapLock);
     self.reclaim_dead_slots();
     return static_cast<std::size_t>(shared_->w[kSlotsUsed].load(std::memory_order_relaxed));
   } catch (...) {

@@ -2,10 +2,12 @@
 // SimpleQueue and JoinableQueue.
 //
 // A queue is one memfd (its "heap") plus one eventfd. The heap starts with
-// a header (a robust process-shared mutex, the queue's state words, futex
-// words for sleepers, a redo log) and holds every item: small items are
-// copied, under the mutex, into a chain of 64 KiB segments; large items get
-// a block of their own, written outside the mutex and linked into the chain
+// a header (three robust locks: producers', consumers' and the heap
+// allocator's, so that a producer and a consumer do not contend; the
+// queue's state words; futex words for sleepers; a redo log per lock) and
+// holds every item: small items are copied, under the put lock, into a
+// chain of 64 KiB segments; large items get a block of their own, written
+// outside the locks and linked into the chain
 // only once complete. Every process maps the heap in 1 GiB windows, so
 // blocks allocated later by another process are reachable without passing
 // any descriptor: the only descriptors a handle ever carries are the heap's
@@ -35,6 +37,7 @@ namespace mproc::detail {
 
 struct QueueShared;
 struct WaitSet;
+struct LockCore;
 
 // How long a blocking queue call may wait: for ever, until a deadline, or
 // for a timeout counted from the moment the call first has to wait. The
@@ -158,31 +161,41 @@ class QueueCore {
  private:
   class Lock;
   class Txn;
+  // The queue's three robust locks (docs/design/queue.md, "Three
+  // locks"): producers', consumers', and the heap's (allocator, in-flight
+  // slots, joinable count, mproc::wait). Lock order: kGet, kPut, kHeap.
+  enum Which : int { kPutLock, kGetLock, kHeapLock };
   QueueCore(UniqueFd heap, UniqueFd event, bool closed);
   void map_first_arena();
   void init_header(std::int64_t maxsize, bool joinable);
   void check_header() const;
 
-  // Under the lock.
-  void lock();
-  void unlock() noexcept;
-  void recover() noexcept;
-  bool sleep_on(WaitSet& ws, Deadline deadline);
+  LockCore& lock_of(Which m) const noexcept;
+  void lock(Which m);
+  void unlock(Which m) noexcept;
+  void repair(Which m) noexcept;
+  // Under the lock named in each.
+  bool sleep_on(WaitSet& ws, Deadline deadline);  // heap
+  bool sleep_on_items(Deadline deadline);          // get
+  bool sleep_on_space(Deadline deadline);          // put
   bool signal(WaitSet& ws) noexcept;
+  bool has_item(std::uint64_t head) noexcept;      // get
+  bool has_room() noexcept;                        // put
   void spin_for_item() noexcept;
-  bool has_room() const noexcept;
+  void append_small(std::span<const std::byte> bytes);  // put
   std::uint64_t alloc(Txn& t, std::uint32_t cls);
   void free_block(Txn& t, std::uint64_t off, std::uint32_t cls, bool punch_now);
   std::uint64_t append_entry(Txn& t, std::uint32_t kind, std::span<const std::byte> payload);
   int claim_slot(Txn& t, std::uint32_t kind, std::uint64_t off, std::uint32_t cls);
   void release_slot(Txn& t, int slot);
   void reclaim_dead_slots();
-  void after_put(bool& wake_getter);
+  bool after_put();  // put
   void release_item(Item& item) noexcept;
 
   // Memory access by heap offset.
   std::byte* at(std::uint64_t off) const;  // maps the arena on first use
   std::byte* arena(std::uint64_t index) const;       // maps on first use
+  std::byte* map_arena(std::uint64_t index) const;
   void* map_block(std::uint64_t off, std::size_t len, std::size_t& map_len) const;
   std::uint64_t read_link(std::uint64_t off) const;
   void write_link(std::uint64_t off, std::uint64_t value) const;
