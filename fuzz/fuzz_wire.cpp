@@ -127,6 +127,7 @@ void write_seeds(const char* dir) {
   write_seed(dir, "reader_two_messages", 8, 1, 0, "a" + second + "bc");
   write_seed(dir, "reader_with_fd", 9, 3, 1, "abc");
   write_seed(dir, "reader_bulk_next_lap", 12, 16, bulk, ref(0, 100) + next + ref(kRingBytes, 5000));
+  write_seed(dir, "reader_borrowed_bulk", 28, 16, bulk, ref(0, 100) + next + ref(128, 300));
 }
 
 }  // namespace
@@ -171,7 +172,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
       mproc::detail::Message m;
       if (buffered) {
-        reader->next(m, with_ring ? &ring : nullptr, kMaxBytes);
+        // Bit 4: bodies from the ring are borrowed, not copied.
+        reader->next(m, with_ring ? &ring : nullptr, kMaxBytes, (data[0] & 16) != 0);
+        if (m.body().size() > kMaxBytes) bug("a borrowed body larger than max_bytes was accepted");
       } else if (with_ring) {
         mproc::detail::recv_message_into(sv[1], m, ring, kMaxBytes);
       } else {

@@ -5,6 +5,7 @@
 // full, laps, and malformed frames.
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -113,6 +114,27 @@ TEST(BulkRing, MalformedFramesThrowAndReadNothingOutside) {
   // After all that the real body still comes out.
   p.reader.take(*ref, out);
   EXPECT_TRUE(same(out, body(kMin, 1)));
+}
+
+TEST(BulkRing, AViewHoldsItsRoomUntilReleased) {
+  Pair p;
+  const auto a = body(kCap / 2, 1), b = body(kCap / 2, 2), c = body(kMin, 3);
+  const auto ra = p.writer.put(a), rb = p.writer.put(b);
+  ASSERT_TRUE(ra && rb);
+  const auto va = p.reader.view(*ra);
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), va.begin(), va.end()));
+  const auto vb = p.reader.view(*rb);  // releases a's room, holds b's
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), vb.begin(), vb.end()));
+  // b still lies where a new body would go after a's room: a fits, as
+  // a's room is free; but no more after it while b is viewed.
+  const auto rc = p.writer.put(c);
+  ASSERT_TRUE(rc.has_value());
+  EXPECT_FALSE(p.writer.put(body(kCap / 2, 4)).has_value());
+  p.reader.release();
+  ByteBuffer out;
+  p.reader.take(*rc, out);
+  EXPECT_TRUE(same(out, c));
+  EXPECT_THROW((void)p.reader.view(BulkRef{3, kMin}), mproc::SerializationError);
 }
 
 TEST(BulkRing, ResetStartsBothEndsOver) {

@@ -106,6 +106,16 @@ TEST(MessageReader, TakesBulkFramesFromTheRing) {
   EXPECT_TRUE(text_of(m) == body);
   reader.next(m, &reader_ring);
   EXPECT_EQ(text_of(m), "small");
+  // Borrowed: the body is read in place until the next message.
+  mproc::detail::send_message(p.a.get(), bytes_of(body), {}, writer);
+  mproc::detail::send_message(p.a.get(), bytes_of("last"), {}, writer);
+  reader.next(m, &reader_ring, std::size_t{1} << 40, /*borrow=*/true);
+  EXPECT_EQ(m.bytes.size(), 0u);
+  ASSERT_EQ(m.body().size(), body.size());
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(m.body().data()), m.body().size()), body);
+  reader.next(m, &reader_ring, std::size_t{1} << 40, /*borrow=*/true);
+  EXPECT_EQ(text_of(m), "last");
+  EXPECT_TRUE(m.borrowed.empty());
   // A bulk frame where no ring is expected is malformed.
   mproc::detail::send_message(p.a.get(), bytes_of(body), {}, writer);
   EXPECT_THROW(reader.next(m), mproc::SerializationError);

@@ -28,7 +28,30 @@ std::optional<BulkRef> BulkRing::put(std::span<const std::byte> body) noexcept {
   return BulkRef{at, body.size()};
 }
 
+std::span<const std::byte> BulkRing::view(const BulkRef& ref) {
+  release();
+  check(ref);
+  next_ = align(ref.position + ref.length);
+  viewed_ = true;
+  return {data_ + ref.position % capacity_, static_cast<std::size_t>(ref.length)};
+}
+
+void BulkRing::release() noexcept {
+  if (!viewed_) return;
+  viewed_ = false;
+  tail_->store(next_, std::memory_order_release);
+}
+
 void BulkRing::take(const BulkRef& ref, ByteBuffer& out) {
+  release();
+  check(ref);
+  out.resize(static_cast<std::size_t>(ref.length));
+  std::memcpy(out.data(), data_ + ref.position % capacity_, static_cast<std::size_t>(ref.length));
+  next_ = align(ref.position + ref.length);
+  tail_->store(next_, std::memory_order_release);
+}
+
+void BulkRing::check(const BulkRef& ref) const {
   // The body starts at our position or, after a skip to the next lap, at
   // the start of the ring; it lies within one lap and does not straddle.
   const bool here = ref.position == next_;
@@ -39,15 +62,12 @@ void BulkRing::take(const BulkRef& ref, ByteBuffer& out) {
                              " of " + std::to_string(ref.length) + " bytes (expected at " + std::to_string(next_) +
                              ")");
   }
-  out.resize(static_cast<std::size_t>(ref.length));
-  std::memcpy(out.data(), data_ + ref.position % capacity_, static_cast<std::size_t>(ref.length));
-  next_ = align(ref.position + ref.length);
-  tail_->store(next_, std::memory_order_release);
 }
 
 void BulkRing::reset() noexcept {
   head_ = 0;
   next_ = 0;
+  viewed_ = false;
   if (tail_ != nullptr) tail_->store(0, std::memory_order_relaxed);
 }
 

@@ -69,9 +69,10 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     Writer results;
     Writer deferred;  // results of earlier chunks not sent yet (item_sink.hpp)
     for (;;) {
-      reader.next(m, &in_ring);
+      // A big chunk is run in place, in the ring (until the next message).
+      reader.next(m, &in_ring, std::size_t{1} << 40, /*borrow=*/true);
       const std::vector<int> fds = m.raw_fds();
-      Reader in(m.bytes.bytes(), fds);
+      Reader in(m.body(), fds);
       const auto kind = in.read_pod<PoolMsg>();
       if (kind == PoolMsg::exit) {
         ItemSink::send_deferred(fd, deferred);

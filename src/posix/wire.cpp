@@ -254,9 +254,11 @@ bool MessageReader::has_message() const noexcept {
   return body <= kChunk && end_ - begin_ - sizeof h >= body;
 }
 
-void MessageReader::next(Message& m, BulkRing* ring, std::size_t max_bytes) {
+void MessageReader::next(Message& m, BulkRing* ring, std::size_t max_bytes, bool borrow) {
   m.fds.clear();
   m.bytes.clear();
+  m.borrowed = {};
+  if (ring != nullptr) ring->release();  // the body borrowed last time
   Header h;
   while (end_ - begin_ < sizeof h) {
     const bool empty = end_ == begin_;
@@ -276,7 +278,11 @@ void MessageReader::next(Message& m, BulkRing* ring, std::size_t max_bytes) {
     std::memcpy(&ref, buf_.data() + begin_, sizeof ref);
     begin_ += sizeof ref;
     if (ref.length > max_bytes) too_big(ref.length, max_bytes);
-    ring->take(ref, m.bytes);
+    if (borrow) {
+      m.borrowed = ring->view(ref);
+    } else {
+      ring->take(ref, m.bytes);
+    }
     return;
   }
   // This message's descriptors came with its first byte: they are queued.

@@ -70,17 +70,25 @@ class BulkRing {
   // SerializationError if `ref` is not a body this ring can hold next.
   void take(const BulkRef& ref, ByteBuffer& out);
 
+  // Reader, without a copy: the body of `ref` in place, valid until
+  // release() (which the reader calls before it takes the next body; until
+  // then its room stays taken). Checks `ref` as take() does.
+  std::span<const std::byte> view(const BulkRef& ref);
+  void release() noexcept;
+
   // Both ends start over (before a new worker of the slot starts).
   void reset() noexcept;
 
  private:
   static constexpr std::uint64_t align(std::uint64_t n) noexcept { return (n + 63) & ~std::uint64_t{63}; }
+  void check(const BulkRef& ref) const;  // throws SerializationError
 
   std::atomic<std::uint64_t>* tail_ = nullptr;  // shared: the reader's position
   std::byte* data_ = nullptr;
   std::size_t capacity_ = 0;
   std::uint64_t head_ = 0;  // writer: where the next body goes
   std::uint64_t next_ = 0;  // reader: where the next body may start
+  bool viewed_ = false;     // reader: a view() not released yet
 };
 
 }  // namespace mproc::detail

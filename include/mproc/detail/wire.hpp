@@ -21,7 +21,11 @@ struct Message {
   // Uninitialised storage: a received body is written once, by the socket
   // (a std::vector would zero it first).
   ByteBuffer bytes;
+  // Or, for a body read in place from a BulkRing (MessageReader::next with
+  // `borrow`), where it lies; valid until the reader's next message.
+  std::span<const std::byte> borrowed;
   std::vector<UniqueFd> fds;
+  std::span<const std::byte> body() const noexcept { return borrowed.empty() ? bytes.bytes() : borrowed; }
   std::vector<int> raw_fds() const {
     std::vector<int> out;
     out.reserve(fds.size());
@@ -76,8 +80,11 @@ class MessageReader {
   explicit MessageReader(int sock) noexcept : sock_(sock) {}
 
   // The next message (blocking until it is complete), bulk frames taken out
-  // of `ring` when there is one. Throws like recv_message_into.
-  void next(Message& m, BulkRing* ring = nullptr, std::size_t max_bytes = std::size_t{1} << 40);
+  // of `ring` when there is one; with `borrow`, a bulk body is not copied
+  // but read in place (Message::borrowed) until the next call. Throws like
+  // recv_message_into.
+  void next(Message& m, BulkRing* ring = nullptr, std::size_t max_bytes = std::size_t{1} << 40,
+            bool borrow = false);
   // Whether a whole message is already buffered (next() will not block).
   bool has_message() const noexcept;
   // Whether any byte is buffered (a partial message: the peer is mid-send).
