@@ -86,18 +86,30 @@ void send_message(int sock, std::span<const std::byte> bytes, std::span<const in
 
 namespace {
 
-// Takes the descriptors that came with `msg` (SCM_RIGHTS) into `out`.
-void collect_fds(msghdr& msg, std::vector<UniqueFd>& out) {
+// One recvmsg of up to `n` bytes into `p`; the descriptors that came with
+// them (SCM_RIGHTS) are appended to `fds`. Returns the byte count (0 at end
+// of stream); -1 with errno set on failure.
+ssize_t recv_with_fds(int sock, void* p, std::size_t n, std::vector<UniqueFd>& fds) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+  iovec iov{p, n};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t r = retry_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
+  if (r < 0) return r;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < k; ++i) {
         int fd;
         std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        out.emplace_back(fd);
+        fds.emplace_back(fd);
       }
     }
   }
+  return r;
 }
 
 [[noreturn]] void too_big(std::uint64_t n, std::size_t max_bytes) {
@@ -137,20 +149,12 @@ void receive(int sock, Message& m, std::size_t max_bytes, BulkRing* ring) {
   m.bytes.clear();  // keeps its capacity for this message
   Header h{};
   std::size_t got = 0;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   while (got < sizeof h) {
-    iovec iov{reinterpret_cast<char*>(&h) + got, sizeof h - got};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t r = retry_eintr([&] { return ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); });
+    const ssize_t r = recv_with_fds(sock, reinterpret_cast<char*>(&h) + got, sizeof h - got, m.fds);
     if (r < 0) {
       if (errno == ECONNRESET) throw EOFError("mproc: peer closed the connection");
       throw_errno("mproc: recvmsg");
     }
-    collect_fds(msg, m.fds);
     if (r == 0) {
       if (got == 0) throw EOFError("mproc: end of stream");
       throw SerializationError("mproc: truncated message header");
@@ -217,19 +221,11 @@ bool MessageReader::fill() {
     end_ -= begin_;
     begin_ = 0;
   }
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  iovec iov{buf_.data() + end_, buf_.size() - end_};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  const ssize_t r = retry_eintr([&] { return ::recvmsg(sock_, &msg, MSG_CMSG_CLOEXEC); });
+  const ssize_t r = recv_with_fds(sock_, buf_.data() + end_, buf_.size() - end_, fds_);
   if (r < 0) {
     if (errno == ECONNRESET) return false;
     throw_errno("mproc: recvmsg");
   }
-  collect_fds(msg, fds_);
   end_ += static_cast<std::size_t>(r);
   return r > 0;
 }
