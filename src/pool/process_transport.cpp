@@ -1,19 +1,21 @@
 // process_transport.cpp: pool workers as local processes.
 //
 // Each slot is one mproc::Process running pool_worker_main, started with the
-// pool's start method, joined to the pool by a Unix stream socket (tasks in,
-// results out, descriptors of handles riding along as SCM_RIGHTS). A worker
-// that ends shows up on its sentinel; before reporting it dead, everything
-// it managed to send is drained from its socket, so no finished result is
-// ever mistaken for a lost one. Progress slots (which item each worker
-// runs) live in one shared memory region for the whole pool.
+// pool's start method, joined to the pool by a MailLink (detail/
+// mail_link.hpp): messages through rings in shared memory, a Unix stream
+// socket for those that carry descriptors (SCM_RIGHTS), an eventfd per
+// worker and one for the pool to wake a side that sleeps. A worker that
+// ends shows up on its sentinel; before reporting it dead, everything it
+// managed to send is drained from its link, so no finished result is ever
+// mistaken for a lost one. Progress slots (which item each worker runs),
+// the rings and the pool's sleeping word live in one shared memory region
+// for the whole pool (PoolLayout, detail/pool_worker.hpp); its rings are
+// sparse: a pool keeps only the pages it touched (at most 2 x 32 MiB of big
+// bodies and 2 x 256 KiB of small messages per worker) until it ends.
 //
-// Big bodies (64 KiB and more) cross through two shared-memory rings per
-// worker (detail/bulk_ring.hpp), in the same region as the progress slots:
-// one memcpy in and one out instead of a socket's kernel copies, in pages
-// that stay warm for the life of the pool. The rings are sparse: a pool
-// that never sends a big message touches none of them; one that did keeps
-// what it touched (at most 2 x kRingBytes per worker) until it ends.
+// The supervisor waits here (wait()): it looks at every worker's ring,
+// spins a little while work flows (detail/spin.hpp), and then sleeps in
+// ppoll on the pool's bell and the workers' sentinels.
 //
 // A birth watchdog: a worker that has not reached its loop (the `ready`
 // flag of its progress slot) within 20 s of its start (the environment
@@ -39,6 +41,9 @@
 #include <cstdlib>
 #include <optional>
 
+#include "mproc/detail/mail_link.hpp"
+#include "mproc/detail/spin.hpp"
+
 namespace mproc::detail {
 namespace {
 
@@ -60,15 +65,14 @@ class ProcessTransport final : public Transport {
  public:
   explicit ProcessTransport(const ProcessTransportOptions& o)
       : options_(o),
+        layout_{std::max<std::size_t>(o.processes, 1)},
         slots_(o.processes),
-        progress_(SharedRegion::create(rings_offset(o.processes) + o.processes * 2 * kRingSpan, "pool")),
-        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (!wake_) throw_errno("mproc::Pool: eventfd");
-    for (std::size_t k = 0; k < slots_.size(); ++k) {
-      auto* rings = progress_->as<std::byte>(rings_offset(o.processes) + k * 2 * kRingSpan);
-      slots_[k].to_worker = BulkRing(rings, kRingBytes);
-      slots_[k].from_worker = BulkRing(rings + kRingSpan, kRingBytes);
-    }
+        region_(SharedRegion::create(layout_.bytes(), "pool")),
+        bell_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+        sleeping_(region_->as<std::atomic<std::uint32_t>>(layout_.pool_sleeping())),
+        spin_ns_(spin_ns_from_env()),
+        spin_(spin_ns_) {
+    if (!bell_) throw_errno("mproc::Pool: eventfd");
   }
 
   ~ProcessTransport() override {
@@ -85,16 +89,28 @@ class ProcessTransport final : public Transport {
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("mproc::Pool: socketpair");
     UniqueFd mine(sv[0]);
     FdHandle theirs(sv[1]);
-    // Bigger buffers let a chunk and its results move in few system calls.
+    UniqueFd worker_bell(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!worker_bell) throw_errno("mproc::Pool: eventfd");
+    FdHandle their_bell(::dup(worker_bell.get()));
+    FdHandle pool_bell(::dup(bell_.get()));
+    if (their_bell.get() < 0 || pool_bell.get() < 0) throw_errno("mproc::Pool: dup");
+    // Only messages with descriptors (or ones that found no room in
+    // shared memory) use the socket; big buffers let those move in few calls.
     const int buf = 4 << 20;
     ::setsockopt(mine.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     ::setsockopt(mine.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     ::setsockopt(theirs.get(), SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     ::setsockopt(theirs.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     WorkerConfig config{static_cast<std::uint32_t>(slot), options_.maxtasksperchild, options_.flush_each_item,
-                        rings_offset(slots_.size()) + slot * 2 * kRingSpan, kRingBytes};
-    s.to_worker.reset();
-    s.from_worker.reset();
+                        static_cast<std::uint32_t>(layout_.processes), spin_ns_};
+    // Whatever the last worker of this slot left in its rings is gone.
+    std::byte* base = region_->as<std::byte>(0);
+    MailRing to_mail = layout_.mail_to_worker(base, slot), from_mail = layout_.mail_from_worker(base, slot);
+    BulkRing to_bulk = layout_.bulk_to_worker(base, slot), from_bulk = layout_.bulk_from_worker(base, slot);
+    to_mail.reset();
+    from_mail.reset();
+    to_bulk.reset();
+    from_bulk.reset();
     ProcessOptions po;
     // Python's names: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
     static constexpr const char* kPrefix[] = {"ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker"};
@@ -104,47 +120,41 @@ class ProcessTransport final : public Transport {
     // The target is a captureless lambda: it is identified by its type, so
     // pools work even in a stripped binary.
     Process p(po,
-              [](FdHandle sock, RegionHandle progress, WorkerConfig cfg) {
-                pool_worker_main(std::move(sock), std::move(progress), cfg);
+              [](FdHandle sock, FdHandle bell, FdHandle pool_bell, RegionHandle region, WorkerConfig cfg) {
+                pool_worker_main(std::move(sock), std::move(bell), std::move(pool_bell), std::move(region), cfg);
               },
-              theirs, RegionHandle(progress_), config);
-    progress_->as<WorkerProgress>(slot * 64)->running.store(0);
-    progress_->as<WorkerProgress>(slot * 64)->chunk_id.store(0);
-    progress_->as<WorkerProgress>(slot * 64)->ready.store(0);
+              theirs, their_bell, pool_bell, RegionHandle(region_), config);
+    WorkerProgress* progress = region_->as<WorkerProgress>(layout_.progress(slot));
+    progress->running.store(0);
+    progress->chunk_id.store(0);
+    progress->ready.store(0);
     p.start();
     s.born = std::chrono::steady_clock::now();
     s.watched = true;
     theirs.reset();
+    their_bell.reset();
+    pool_bell.reset();
     s.process = std::move(p);
     s.sock = std::move(mine);
-    s.reader.emplace(s.sock.get());
+    s.bell = std::move(worker_bell);
+    s.link = MailLink(s.sock.get(), from_mail, to_mail, from_bulk, to_bulk,
+                      MailLink::Peer{&to_mail.sleeping(), s.bell.get()});
     s.alive = true;
     s.eof = false;
-    s.outbox.clear();  // whatever was meant for the last worker of this slot
     send(slot, init, init_fds);
   }
 
   void send(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) override {
     Slot& s = slots_[slot];
     if (!s.alive || s.eof) return;
-    // Small messages wait in the slot's outbox until wait(): the chunks
-    // the core hands one worker in one round leave in one write, and the
-    // worker wakes once for all of them.
-    if (fds.empty() && bytes.size() <= kOutboxMessage) {
-      frame_message(s.outbox, bytes);
-      return;
-    }
-    flush(s);
-    if (s.eof) return;
     try {
-      send_message(s.sock.get(), bytes, fds, s.to_worker);
+      s.link.send(bytes, fds);
     } catch (const EOFError&) {
       s.eof = true;  // the worker died; its sentinel will say how
     }
   }
 
   Event wait(Deadline deadline) override {
-    for (auto& s : slots_) flush(s);
     const Deadline user_deadline = deadline;
     for (;;) {
       // Wake up for the birth watchdog too.
@@ -152,30 +162,31 @@ class ProcessTransport final : public Transport {
       if (const Deadline birth = check_births()) {
         if (!deadline || *birth < *deadline) deadline = birth;
       }
-      // Whole messages already read ahead (MessageReader) go first, with
-      // no system call.
-      for (std::size_t i = 0; i < slots_.size(); ++i) {
-        const std::size_t k = (next_ + i) % slots_.size();
-        Slot& s = slots_[k];
-        if (s.alive && !s.eof && s.reader->has_message()) {
-          next_ = (k + 1) % slots_.size();
-          Event e;
-          if (read_message(k, e)) return e;
-        }
+      Event e;
+      if (ready_event(e)) return e;
+      if (user_deadline && std::chrono::steady_clock::now() >= *user_deadline) return event_of(Event::Kind::timeout);
+      // While work flows the next message comes within microseconds.
+      const std::uint64_t stop = deadline ? static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                                          deadline->time_since_epoch())
+                                                                          .count())
+                                          : ~std::uint64_t{0};
+      if (spin_.until([&] { return wake_pending_.load(std::memory_order_relaxed) || any_message(); }, stop)) continue;
+      // Sleep: announce it, look once more, then ppoll on the bell (rung
+      // by a worker that wrote to a ring, or by wake()) and the sentinels.
+      MailLink::begin_sleep(*sleeping_);
+      if (wake_pending_.load(std::memory_order_seq_cst) || any_message_after_announce()) {
+        sleeping_->store(0, std::memory_order_relaxed);
+        continue;
       }
-      std::vector<pollfd> pfds;
-      std::vector<std::pair<std::size_t, bool>> who;  // slot, is_socket
-      pfds.push_back({wake_.get(), POLLIN, 0});
-      for (std::size_t i = 0; i < slots_.size(); ++i) {
-        const std::size_t k = (next_ + i) % slots_.size();
-        Slot& s = slots_[k];
-        if (!s.alive) continue;
-        if (!s.eof) {
-          pfds.push_back({s.sock.get(), POLLIN, 0});
-          who.emplace_back(k, true);
-        }
-        pfds.push_back({s.process.sentinel(), POLLIN, 0});
-        who.emplace_back(k, false);
+      std::vector<pollfd>& pfds = pfds_;
+      std::vector<std::size_t>& who = who_;
+      pfds.clear();
+      who.clear();
+      pfds.push_back({bell_.get(), POLLIN, 0});
+      for (std::size_t k = 0; k < slots_.size(); ++k) {
+        if (!slots_[k].alive) continue;
+        pfds.push_back({slots_[k].process.sentinel(), POLLIN, 0});
+        who.push_back(k);
       }
       // ppoll, not poll: a deadline microseconds away (the MPI rank server
       // sleeps here for its polling pauses, from 10 us up) must not become
@@ -190,50 +201,34 @@ class ProcessTransport final : public Transport {
         timeout = &ts;
       }
       const int r = retry_eintr([&] { return ::ppoll(pfds.data(), pfds.size(), timeout, nullptr); });
+      sleeping_->store(0, std::memory_order_relaxed);
+      spin_.woke();
       if (r < 0) throw_errno("mproc::Pool: poll");
-      if (r == 0) {
-        if (user_deadline && std::chrono::steady_clock::now() >= *user_deadline) return event_of(Event::Kind::timeout);
-        continue;  // a watchdog deadline: check_births() looks again
-      }
-      if (pfds[0].revents) {
-        std::uint64_t v;
-        [[maybe_unused]] ssize_t n = ::read(wake_.get(), &v, sizeof v);
-        return event_of(Event::Kind::wake);
-      }
-      next_ = (next_ + 1) % std::max<std::size_t>(slots_.size(), 1);
-      // Messages first: a worker's last results must be read before its
-      // death is reported.
+      if (pfds[0].revents != 0) drain_bell(bell_.get());
+      // Messages first (the next turn): a worker's last results must be
+      // read before its death is reported.
       for (std::size_t i = 0; i < who.size(); ++i) {
-        if (!who[i].second || pfds[i + 1].revents == 0) continue;
-        Event e;
-        if (read_message(who[i].first, e)) return e;
-      }
-      for (std::size_t i = 0; i < who.size(); ++i) {
-        if (who[i].second || pfds[i + 1].revents == 0) continue;
-        const std::size_t k = who[i].first;
-        Slot& s = slots_[k];
-        // Drain what is left on the socket before declaring the death.
-        if (!s.eof && (s.reader->has_bytes() || wait_readable(s.sock.get(), 0))) {
-          Event e;
-          if (read_message(k, e)) return e;
-          continue;
-        }
+        if (pfds[i + 1].revents == 0) continue;
+        Slot& s = slots_[who[i]];
+        if (!s.eof && s.link.has_message()) continue;
         s.process.join();
         const int code = s.process.exitcode().value_or(-SIGKILL);
         s.alive = false;
+        s.link = MailLink();
         s.sock.reset();
-        Event e = event_of(Event::Kind::died);
-        e.slot = k;
-        e.exit_code = code;
-        e.death = describe_exit(code);
-        return e;
+        s.bell.reset();
+        Event d = event_of(Event::Kind::died);
+        d.slot = who[i];
+        d.exit_code = code;
+        d.death = describe_exit(code);
+        return d;
       }
     }
   }
 
   void wake() override {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
+    wake_pending_.store(true, std::memory_order_seq_cst);
+    MailLink::wake(MailLink::Peer{sleeping_, bell_.get()});
   }
 
   void kill(std::size_t slot) override {
@@ -256,21 +251,50 @@ class ProcessTransport final : public Transport {
     }
   }
   const WorkerProgress* progress(std::size_t slot) const override {
-    return progress_->as<WorkerProgress>(slot * 64);
+    return region_->as<WorkerProgress>(layout_.progress(slot));
   }
 
  private:
   struct Slot {
     Process process;
     UniqueFd sock;
+    UniqueFd bell;  // the worker's eventfd
+    MailLink link;
     bool alive = false;
-    bool eof = false;
-    Writer outbox;  // framed messages not sent yet (send())
-    std::optional<MessageReader> reader;  // of `sock`, several messages per read
-    BulkRing to_worker, from_worker;
+    bool eof = false;  // the socket ended (the worker is dying)
     std::chrono::steady_clock::time_point born;
     bool watched = false;  // not known to be ready yet
   };
+
+  // A message that has arrived (round robin over the workers), or a wake
+  // request; false if neither.
+  bool ready_event(Event& e) {
+    if (wake_pending_.load(std::memory_order_relaxed) && wake_pending_.exchange(false)) {
+      e = event_of(Event::Kind::wake);
+      return true;
+    }
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      const std::size_t k = (next_ + i) % slots_.size();
+      Slot& s = slots_[k];
+      if (!s.alive || s.eof || !s.link.has_message()) continue;
+      next_ = (k + 1) % slots_.size();
+      if (read_message(k, e)) return true;
+    }
+    return false;
+  }
+
+  bool any_message() const noexcept {
+    for (const Slot& s : slots_) {
+      if (s.alive && !s.eof && s.link.has_message()) return true;
+    }
+    return false;
+  }
+  bool any_message_after_announce() const noexcept {
+    for (const Slot& s : slots_) {
+      if (s.alive && !s.eof && s.link.has_message_after_announce()) return true;
+    }
+    return false;
+  }
 
   // Kills workers that did not get ready within birth_limit_; returns when to
   // look again (nullopt: every live worker is ready).
@@ -280,7 +304,7 @@ class ProcessTransport final : public Transport {
     for (std::size_t k = 0; k < slots_.size(); ++k) {
       Slot& s = slots_[k];
       if (!s.watched) continue;
-      if (!s.alive || progress_->as<WorkerProgress>(k * 64)->ready.load(std::memory_order_acquire) != 0) {
+      if (!s.alive || region_->as<WorkerProgress>(layout_.progress(k))->ready.load(std::memory_order_acquire) != 0) {
         s.watched = false;
         continue;
       }
@@ -298,34 +322,14 @@ class ProcessTransport final : public Transport {
     return next;
   }
 
-  static constexpr std::size_t kOutboxMessage = 64 << 10;
-  // Each ring: bodies up to half of it (W10's 8 MiB payloads two at a time).
-  static constexpr std::size_t kRingBytes = std::size_t{32} << 20;
-  static constexpr std::size_t kRingSpan = BulkRing::kHeaderBytes + kRingBytes;
-  // The progress slots come first, then the rings (page-aligned).
-  static std::size_t rings_offset(std::size_t processes) {
-    return (64 * std::max<std::size_t>(processes, 1) + 4095) & ~std::size_t{4095};
-  }
-
-  void flush(Slot& s) {
-    if (s.outbox.size() == 0) return;
-    const auto bytes = s.outbox.bytes();
-    s.outbox.clear();
-    if (!s.alive || s.eof) return;
-    try {
-      send_framed(s.sock.get(), bytes);
-    } catch (const EOFError&) {
-      s.eof = true;
-    }
-  }
-
-  // Reads one message from a readable worker socket; false at end of stream.
+  // Reads the message that has arrived from worker `k`; false if its
+  // socket ended in the middle (the worker died sending it).
   bool read_message(std::size_t k, Event& e) {
     Slot& s = slots_[k];
     try {
       e.message = std::move(spare_);
       spare_ = Message{};
-      s.reader->next(e.message, &s.from_worker);
+      s.link.try_next(e.message);
       e.kind = Event::Kind::message;
       e.slot = k;
       return true;
@@ -339,9 +343,16 @@ class ProcessTransport final : public Transport {
   // next read so that big result messages do not fault in fresh pages.
   Message spare_;
   ProcessTransportOptions options_;
+  PoolLayout layout_;
   std::vector<Slot> slots_;
-  std::shared_ptr<SharedRegion> progress_;
-  UniqueFd wake_;
+  std::shared_ptr<SharedRegion> region_;
+  UniqueFd bell_;  // the pool's eventfd: workers and wake() ring it
+  std::atomic<std::uint32_t>* sleeping_;  // the pool's sleeping word (in region_)
+  std::atomic<bool> wake_pending_{false};
+  std::uint64_t spin_ns_;
+  AdaptiveSpin spin_;
+  std::vector<pollfd> pfds_;  // wait()'s, reused
+  std::vector<std::size_t> who_;
   std::size_t next_ = 0;
   std::uint64_t started_ = 0;
   std::chrono::milliseconds birth_limit_ = birth_limit();

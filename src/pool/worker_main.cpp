@@ -1,51 +1,37 @@
 // worker_main.cpp: the loop a Pool worker process runs.
 //
-// A worker reads messages from its socket: first `init` (run the pool's
-// initializer, if any), then `task` chunks, each run item by item, until
-// `exit` or the end of the stream. Outcomes go back in `results` messages through the chunk's ItemSink
+// A worker reads messages from its link to the pool (detail/mail_link.hpp):
+// first `init` (run the pool's initializer, if any), then `task` chunks,
+// each run item by item, until `exit` or the end of the stream. Outcomes go
+// back in `results` messages through the chunk's ItemSink
 // (detail/item_sink.hpp), which also records which item runs.
 
-#include <poll.h>
-
 #include "mproc/detail/item_sink.hpp"
+#include "mproc/detail/mail_link.hpp"
 #include "mproc/detail/pool_worker.hpp"
 #include "mproc/detail/registry.hpp"
 #include "mproc/detail/remote_error.hpp"
 #include "mproc/detail/task_entry.hpp"
 #include "mproc/detail/transport.hpp"
-#include "mproc/detail/wire.hpp"
 
 namespace mproc::detail {
-namespace {
 
-// Whether the pool has sent more already: in the reader's buffer, or on
-// the socket (a poll that does not wait).
-bool input_waiting(const MessageReader& reader, int fd) {
-  if (reader.has_bytes()) return true;
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
-}
-
-}  // namespace
-
-void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig config) {
-  auto* progress = progress_region.get()->as<WorkerProgress>(config.slot * 64);
+void pool_worker_main(FdHandle sock, FdHandle bell, FdHandle pool_bell, RegionHandle region, WorkerConfig config) {
+  const PoolLayout layout{config.processes};
+  std::byte* base = region.get()->as<std::byte>(0);
+  auto* progress = region.get()->as<WorkerProgress>(layout.progress(config.slot));
   // Alive and well: the pool's birth watchdog (process_transport.cpp) stops
   // watching this worker.
   progress->ready.store(1, std::memory_order_release);
-  const int fd = sock.get();
-  // Big bodies: tasks in, results out (bulk_ring.hpp; set up by the pool).
-  BulkRing in_ring, out_ring;
-  if (config.ring_bytes != 0) {
-    auto* rings = progress_region.get()->as<std::byte>(config.rings_offset);
-    in_ring = BulkRing(rings, config.ring_bytes);
-    out_ring = BulkRing(rings + BulkRing::kHeaderBytes + config.ring_bytes, config.ring_bytes);
-  }
+  // Messages in and out through shared memory (mail_link.hpp; the pool
+  // reset the rings before starting us).
+  MailLink link(sock.get(), layout.mail_to_worker(base, config.slot), layout.mail_from_worker(base, config.slot),
+                layout.bulk_to_worker(base, config.slot), layout.bulk_from_worker(base, config.slot),
+                MailLink::Peer{region.get()->as<std::atomic<std::uint32_t>>(layout.pool_sleeping()), pool_bell.get()});
+  AdaptiveSpin spin(config.spin_ns);
   try {
-    // Messages are read several per system call when several are there.
-    MessageReader reader(fd);
     Message init;
-    reader.next(init, &in_ring);
+    link.next(init, spin, bell.get());
     Reader r(init.bytes.bytes(), init.raw_fds());
     if (r.read_pod<PoolMsg>() != PoolMsg::init) throw SerializationError("mproc: pool worker: expected init");
     if (r.read_pod<std::uint8_t>() != 0) {
@@ -58,7 +44,7 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
         Writer w;
         w.write_pod(PoolMsg::init_failed);
         encode_facts(w, describe_current_exception());
-        send_message(fd, w.bytes(), w.fds());
+        link.send(w.bytes(), w.fds());
         return;
       }
     }
@@ -67,20 +53,16 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
     // their pages faulted in) once, not per chunk.
     Message m;
     Writer results;
-    Writer deferred;  // results of earlier chunks not sent yet (item_sink.hpp)
     for (;;) {
       // A big chunk is run in place, in the ring (until the next message).
-      reader.next(m, &in_ring, std::size_t{1} << 40, /*borrow=*/true);
+      link.next(m, spin, bell.get(), /*borrow=*/true);
       const std::vector<int> fds = m.raw_fds();
       Reader in(m.body(), fds);
       const auto kind = in.read_pod<PoolMsg>();
-      if (kind == PoolMsg::exit) {
-        ItemSink::send_deferred(fd, deferred);
-        return;
-      }
+      if (kind == PoolMsg::exit) return;
       if (kind != PoolMsg::task) throw SerializationError("mproc: pool worker: unexpected message");
       const auto chunk_id = in.read_pod<std::uint64_t>();
-      ItemSink sink(fd, out_ring, progress, chunk_id, config.flush_each_item, results, deferred);
+      ItemSink sink(link, progress, chunk_id, config.flush_each_item, results);
       current_item_sink() = &sink;
       try {
         const Invoker invoke = find_invoker(in.read_pod<std::uint64_t>());
@@ -93,19 +75,15 @@ void pool_worker_main(FdHandle sock, RegionHandle progress_region, WorkerConfig 
         Writer w;
         w.write_pod(PoolMsg::init_failed);
         encode_facts(w, facts);
-        ItemSink::send_deferred(fd, deferred);
-        send_message(fd, w.bytes(), w.fds());
+        link.send(w.bytes(), w.fds());
         return;
       }
       current_item_sink() = nullptr;
-      const bool retire = config.maxtasks != 0 && ++chunks_done >= config.maxtasks;
-      // With the next chunk already here, this one's results may wait for
-      // a later send (one wake-up of the pool for several chunks).
-      sink.finish(!retire && input_waiting(reader, fd));
-      if (retire) {
+      sink.finish();
+      if (config.maxtasks != 0 && ++chunks_done >= config.maxtasks) {
         Writer w;
         w.write_pod(PoolMsg::retiring);
-        send_message(fd, w.bytes());
+        link.send(w.bytes());
         return;
       }
     }

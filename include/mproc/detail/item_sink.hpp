@@ -15,14 +15,12 @@
 // (only the item that was running when the worker died fails), never drops
 // them.
 //
-// A worker whose next chunk is already waiting may defer the last batch of
-// a chunk of several items (finish(true)): it is framed into the worker's
-// `deferred` buffer and leaves with a later batch, in the same order, so
-// that a stream of small chunks costs one send and one wake-up of the pool
-// per few chunks, not per chunk. The same 2 ms / 1 MiB bounds apply to what
-// is deferred. Chunks of one item are never deferred: with chunksize=1 a
-// task's result leaves before the next task starts, so a finished task is
-// never run again when its worker dies later (docs/design/pool.md).
+// A batch is sent through the worker's link (detail/mail_link.hpp): into
+// shared memory, with no system call while the pool is awake. A chunk's
+// last batch is sent before the worker looks for its next chunk, so with
+// chunksize=1 a task's result is in the pool's hands (in shared memory,
+// which outlives the worker) before the next task starts: a finished task
+// is never run again when its worker dies later (docs/design/pool.md).
 //
 // The per-item calls are inline: for small tasks they are most of what a
 // worker does besides the task itself (src/pool/item_sink.cpp has the rest).
@@ -33,7 +31,7 @@
 #include <cstdint>
 
 #include "mproc/detail/buffer.hpp"
-#include "mproc/detail/bulk_ring.hpp"
+#include "mproc/detail/mail_link.hpp"
 #include "mproc/detail/remote_error.hpp"
 #include "mproc/detail/transport.hpp"
 
@@ -42,10 +40,8 @@ namespace mproc::detail {
 class ItemSink {
  public:
   // `out` is the worker's one results buffer, reused chunk after chunk;
-  // results go to the socket `sock`, after whatever `deferred` holds.
-  // Big batches go through `ring` (bulk_ring.hpp) when it has room.
-  ItemSink(int sock, BulkRing& ring, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out,
-           Writer& deferred);
+  // batches go to the pool through `link`.
+  ItemSink(MailLink& link, WorkerProgress* progress, std::uint64_t chunk_id, bool flush_each, Writer& out);
   ItemSink(const ItemSink&) = delete;
   ItemSink& operator=(const ItemSink&) = delete;
 
@@ -61,7 +57,6 @@ class ItemSink {
     }
     mark_bytes_ = out_.size();
     mark_fds_ = out_.fds().size();
-    several_ = several_ || index != 0;
     progress_->item.store(index, std::memory_order_relaxed);
     if (flush_each_) progress_->started_ns.store(now_ns(), std::memory_order_relaxed);
     progress_->running.store(1, std::memory_order_release);
@@ -92,7 +87,6 @@ class ItemSink {
     n = std::min(n, (index | clock_mask_) + 1 - index);
     mark_bytes_ = out_.size();
     mark_fds_ = out_.fds().size();
-    several_ = several_ || index != 0 || n > 1;
     progress_->item.store(index, std::memory_order_relaxed);
     progress_->running.store(1, std::memory_order_release);
     return out_.extend(n * step);
@@ -113,13 +107,10 @@ class ItemSink {
   }
   bool flush_each() const noexcept { return flush_each_; }
 
-  // Sends what is left, or defers it when `more_input` says the worker
-  // has its next chunk already (and the bounds allow). Called once, after
-  // the last item.
-  void finish(bool more_input);
-  // Sends what earlier chunks deferred. The worker calls it before it
-  // waits for input or sends anything else.
-  static void send_deferred(int sock, Writer& deferred);
+  // Sends what is left. Called once, after the last item.
+  void finish() {
+    if (count_ != 0) flush();
+  }
 
   static std::uint64_t now_ns() noexcept;
 
@@ -141,20 +132,17 @@ class ItemSink {
   void start_batch(std::uint32_t first);
   void flush();
 
-  int sock_;
-  BulkRing& ring_;
+  MailLink& link_;
   WorkerProgress* progress_;
   std::uint64_t chunk_id_;
   bool flush_each_;
   Writer& out_;
-  Writer& deferred_;
   std::size_t count_at_ = 0;
   std::uint32_t count_ = 0;
   std::size_t mark_bytes_ = 0, mark_fds_ = 0;
   std::uint64_t last_flush_ = 0;
   std::uint64_t last_clock_ = 0;
   std::uint32_t clock_mask_ = 0;  // read the clock when (index & mask) == 0
-  bool several_ = false;  // the chunk has more than one item
 };
 
 // The sink of the chunk this thread runs (set by the worker loop for the
