@@ -17,6 +17,7 @@
 // Thread safety: every method may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -28,6 +29,7 @@
 #include <utility>
 #include <variant>
 
+#include "mproc/detail/spin.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc {
@@ -46,6 +48,7 @@ class ResultState {
       value_.emplace(std::move(v));
       ready_ = true;
     }
+    ready_flag_.store(true, std::memory_order_release);
     cv_.notify_all();
   }
   void set_error(std::exception_ptr e) {
@@ -54,6 +57,7 @@ class ResultState {
       error_ = std::move(e);
       ready_ = true;
     }
+    ready_flag_.store(true, std::memory_order_release);
     cv_.notify_all();
   }
 
@@ -62,13 +66,20 @@ class ResultState {
     return ready_;
   }
   void wait() const {
+    // A result that comes within microseconds (a quick task while the pool
+    // is busy) is caught spinning: a blocking wake-up costs more here.
+    if (spin_until_ready()) return;
     std::unique_lock lock(mu_);
     cv_.wait(lock, [this] { return ready_; });
+    spin().woke();
   }
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
+    if (timeout > std::chrono::duration<Rep, Period>::zero() && spin_until_ready()) return true;
     std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, timeout, [this] { return ready_; });
+    const bool ready = cv_.wait_for(lock, timeout, [this] { return ready_; });
+    spin().woke();
+    return ready;
   }
   bool successful() const {
     std::lock_guard lock(mu_);
@@ -94,8 +105,17 @@ class ResultState {
   }
 
  private:
+  static AdaptiveSpin& spin() {
+    thread_local AdaptiveSpin s;
+    return s;
+  }
+  bool spin_until_ready() const {
+    return spin().until([this] { return ready_flag_.load(std::memory_order_acquire); });
+  }
+
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
+  std::atomic<bool> ready_flag_{false};  // ready_, for spinning without the lock
   std::optional<Value> value_;
   std::exception_ptr error_;
   bool ready_ = false;

@@ -31,6 +31,7 @@
 #include "mproc/detail/callable.hpp"
 #include "mproc/detail/huge_pages.hpp"
 #include "mproc/detail/pool_core.hpp"
+#include "mproc/detail/spin.hpp"
 #include "mproc/detail/progress.hpp"
 #include "mproc/detail/registry.hpp"
 #include "mproc/detail/task_entry.hpp"
@@ -460,7 +461,8 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     if (cancelled_ || input_done_) return std::nullopt;
     if (it_ == std::ranges::end(view_)) {
       input_done_ = true;
-      cv_.notify_all();
+      arrived_.fetch_add(1, std::memory_order_release);
+    cv_.notify_all();
       return std::nullopt;
     }
     if (pulled_ - consumed_ >= window_) {
@@ -492,6 +494,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     ++answered_;
     pending_.erase(index);
     if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(v)});
+    arrived_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
     progress_.advance();
   }
@@ -500,6 +503,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     ++answered_;
     pending_.erase(index);
     if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(e)});
+    arrived_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
     progress_.advance();
   }
@@ -511,6 +515,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     progress_.finish();
     std::lock_guard lock(mu_);
     completed_ = true;
+    arrived_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
   }
   void abandon(std::exception_ptr e) override {
@@ -524,6 +529,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     pending_.clear();
     if (!input_done_) terminal_ = e;
     input_done_ = true;
+    arrived_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
   }
 
@@ -544,11 +550,20 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
         }
         return std::nullopt;
       }
+      // Results of quick tasks come within microseconds: look for the
+      // next one spinning, without the lock, before sleeping.
+      const std::uint64_t seen = arrived_.load(std::memory_order_relaxed);
+      lock.unlock();
+      thread_local AdaptiveSpin spin;
+      const bool came = spin.until([&] { return arrived_.load(std::memory_order_acquire) != seen; });
+      lock.lock();
+      if (came || arrived_.load(std::memory_order_relaxed) != seen) continue;
       if (!deadline) {
         cv_.wait(lock);
       } else if (cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
         throw TimeoutError("mproc::Pool::imap: no result within the timeout");
       }
+      spin.woke();
     }
   }
 
@@ -591,6 +606,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  std::atomic<std::uint64_t> arrived_{0};  // bumped (under mu_) whenever cv_ is notified
   std::map<std::size_t, Outcome> outcomes_;
   std::size_t pulled_ = 0, answered_ = 0, consumed_ = 0, next_ordered_ = 0;
   bool input_done_ = false, cancelled_ = false, completed_ = false;
