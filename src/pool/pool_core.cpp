@@ -268,7 +268,7 @@ void PoolCore::supervise() noexcept {
         } else if (e.kind == Transport::Event::Kind::died) {
           on_death(e.slot, e);
         }
-        until = std::chrono::steady_clock::now();  // no more waiting this round
+        until = std::chrono::steady_clock::time_point::min();  // no more waiting this round
       }
       check_timeouts();
     }
@@ -344,11 +344,12 @@ bool PoolCore::dispatch() {
       requeued_.pop_front();
     } else {
       for (const auto& job : jobs_) {
+        // A finished chunk's buffers write this one (no fresh pages, no
+        // allocations per chunk).
+        std::unique_ptr<Chunk> fresh = spare_chunk();
         ChunkWriter cw;
-        if (!spare_buffers_.empty()) {
-          cw.w_.adopt(std::move(spare_buffers_.back()));
-          spare_buffers_.pop_back();
-        }
+        cw.w_.adopt(std::move(fresh->bytes));
+        cw.item_offsets_.swap(fresh->items);
         // Chunks of one call tend to have one size: room for the last one's
         // at once, not a doubling series of copies.
         cw.w_.reserve(std::min(last_chunk_bytes_, kMaxSpareBuffer));
@@ -363,18 +364,21 @@ bool PoolCore::dispatch() {
           return sent;
         }
         if (!first) {
+          fresh->bytes = cw.w_.take();
+          fresh->items.swap(cw.item_offsets_);
+          recycle(std::move(fresh));
           // An imap over an empty input, or cancelled after its last
           // answer, learns that it is finished here, not from an outcome.
           if (job->input_exhausted() && job->finished()) drained_.push_back(job);
           continue;
         }
-        chunk = std::make_unique<Chunk>();
+        chunk = std::move(fresh);
         chunk->job = job;
         chunk->first = *first;
         chunk->count = cw.finish();
         chunk->callable_begin = cw.callable_begin_;
         chunk->callable_end = cw.callable_end_;
-        chunk->items = std::move(cw.item_offsets_);
+        chunk->items.swap(cw.item_offsets_);
         chunk->stride = cw.stride_;
         chunk->fds = cw.w_.fds();
         chunk->bytes = cw.w_.take();
@@ -493,15 +497,31 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
   c.last_activity = c_done_at;
   auto job = c.job;
   if (completes) {
-    // Its buffer writes a later chunk: big chunks then cost no fresh pages.
-    if (spare_buffers_.size() < 2 * slots_ && c.bytes.capacity() <= kMaxSpareBuffer) {
-      spare_buffers_.push_back(std::move(c.bytes));
-    }
     // The next chunk starts now: without a progress slot its tasks' age
     // is counted from here, not from when it was queued.
     if (!s.inflight.empty()) s.inflight.front()->last_activity = c_done_at;
+    // Its buffers write a later chunk: big chunks then cost no fresh pages.
+    recycle(std::move(owned));
   }
   finish_job_if_done(job);
+}
+
+std::unique_ptr<PoolCore::Chunk> PoolCore::spare_chunk() {
+  if (spare_chunks_.empty()) return std::make_unique<Chunk>();
+  std::unique_ptr<Chunk> c = std::move(spare_chunks_.back());
+  spare_chunks_.pop_back();
+  return c;
+}
+
+void PoolCore::recycle(std::unique_ptr<Chunk> c) {
+  if (spare_chunks_.size() >= 2 * slots_ + 2) return;
+  ByteBuffer bytes = std::move(c->bytes);
+  std::vector<std::size_t> items = std::move(c->items);
+  *c = Chunk{};
+  if (bytes.capacity() <= kMaxSpareBuffer) c->bytes = std::move(bytes);
+  items.clear();
+  c->items = std::move(items);
+  spare_chunks_.push_back(std::move(c));
 }
 
 void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {

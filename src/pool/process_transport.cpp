@@ -130,6 +130,7 @@ class ProcessTransport final : public Transport {
     progress->ready.store(0);
     p.start();
     s.born = std::chrono::steady_clock::now();
+    if (!s.watched) ++watched_;
     s.watched = true;
     theirs.reset();
     their_bell.reset();
@@ -164,7 +165,11 @@ class ProcessTransport final : public Transport {
       }
       Event e;
       if (ready_event(e)) return e;
-      if (user_deadline && std::chrono::steady_clock::now() >= *user_deadline) return event_of(Event::Kind::timeout);
+      // (A deadline of time_point::min() asks only for what is there: no clock read.)
+      if (user_deadline && (*user_deadline == std::chrono::steady_clock::time_point::min() ||
+                            std::chrono::steady_clock::now() >= *user_deadline)) {
+        return event_of(Event::Kind::timeout);
+      }
       // While work flows the next message comes within microseconds.
       const std::uint64_t stop = deadline ? static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                                           deadline->time_since_epoch())
@@ -300,17 +305,20 @@ class ProcessTransport final : public Transport {
   // look again (nullopt: every live worker is ready).
   Deadline check_births() {
     Deadline next;
+    if (watched_ == 0) return next;
     const auto now = std::chrono::steady_clock::now();
     for (std::size_t k = 0; k < slots_.size(); ++k) {
       Slot& s = slots_[k];
       if (!s.watched) continue;
       if (!s.alive || region_->as<WorkerProgress>(layout_.progress(k))->ready.load(std::memory_order_acquire) != 0) {
         s.watched = false;
+        --watched_;
         continue;
       }
       const auto limit = s.born + birth_limit_;
       if (now >= limit) {
         s.watched = false;
+        --watched_;
         s.process.kill();  // its death is reported like any other
         continue;
       }
@@ -355,6 +363,7 @@ class ProcessTransport final : public Transport {
   std::vector<std::size_t> who_;
   std::size_t next_ = 0;
   std::uint64_t started_ = 0;
+  std::size_t watched_ = 0;  // slots whose worker is not known to be ready
   std::chrono::milliseconds birth_limit_ = birth_limit();
 
   static std::chrono::milliseconds birth_limit() {

@@ -148,6 +148,8 @@ class PoolCore final : public CallbackSink {
   void check_timeouts();
   Deadline next_deadline() const;
   void finish_job_if_done(const std::shared_ptr<JobBase>& job);
+  std::unique_ptr<Chunk> spare_chunk();
+  void recycle(std::unique_ptr<Chunk> c);
   void fail_everything(std::exception_ptr error);
   bool start_worker(std::size_t slot);
   std::exception_ptr broken() const;
@@ -164,7 +166,7 @@ class PoolCore final : public CallbackSink {
 
   // Owned by the supervisor thread.
   std::deque<std::shared_ptr<JobBase>> jobs_;
-  std::vector<ByteBuffer> spare_buffers_;  // of finished chunks, for reuse
+  std::vector<std::unique_ptr<Chunk>> spare_chunks_;  // finished, with their buffers, for reuse
   std::size_t last_chunk_bytes_ = 0;                   // size of the last chunk sent
   std::deque<std::unique_ptr<Chunk>> requeued_;
   std::deque<Slot> slot_state_;  // a deque: Slot is not copyable
