@@ -30,7 +30,9 @@ bool MailRing::find_room(std::uint64_t need, std::uint64_t reserve, std::uint64_
   bool skip = offset + need > capacity_;
   if (!skip && offset >= kRestart) {
     tail_seen_ = shared_->tail.load(std::memory_order_acquire);
-    skip = tail_seen_ == head_;
+    // (The skipped bytes count until the reader passes them: the frame must
+    // fit in what lies before us.)
+    skip = tail_seen_ == head_ && offset >= need + reserve;
   }
   at = skip ? head_ + (capacity_ - offset) : head_;
   if (at + need + reserve - tail_seen_ > capacity_) {
