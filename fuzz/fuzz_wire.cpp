@@ -22,9 +22,28 @@
 // one recv_message_into each. Up to three messages are read from one
 // stream, as a real reader would.
 //
+// Bit 5 switches to the pool's shared-memory mail (detail/mail_ring.hpp,
+// detail/mail_link.hpp): the input is then a MailRing's memory as a peer
+// could leave it, and a published head. Layout after the first byte:
+// u64 head (relative to where the reader starts), u32 start (in units of
+// 8 bytes, modulo the ring: valid frames written by the harness bring the
+// reader there first, so that the input's frames can lie at the end of the
+// ring and wrap), then, with bit 6, u16 k and k bytes written into the
+// link's socket (with the descriptors of bits 0-1, as above), and the rest:
+// the ring's bytes from `start` on, continuing at the ring's start. Without
+// bit 6 the frames are read with MailRing::peek()/pop() until there are
+// none or SerializationError; with bit 6 by MailLink::try_next over a
+// BulkRing of 256 KiB (bulk frames may point anywhere; bit 4: borrowed),
+// until false, EOFError or SerializationError. Either must never read
+// outside the ring (it is exactly as big as its memory), hand out a body
+// outside it or bigger than the limit, leak, or throw anything else.
+//
 // Seeds: fuzz/corpus/fuzz_wire/ (regenerate with
 // MPROC_FUZZ_WRITE_SEEDS=<dir> ./fuzz_wire).
 
+#include <mproc/detail/bulk_ring.hpp>
+#include <mproc/detail/mail_link.hpp>
+#include <mproc/detail/mail_ring.hpp>
 #include <mproc/detail/wire.hpp>
 #include <mproc/errors.hpp>
 
@@ -32,12 +51,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -46,6 +67,12 @@ namespace {
 constexpr std::size_t kMaxBytes = 4096;          // recv_message's limit under test
 constexpr std::size_t kMaxInput = 64 * 1024;     // stays below the socket buffer
 constexpr std::size_t kRingBytes = 128 * 1024;   // the reader's BulkRing, when it has one
+// Mail modes: the smallest MailRing capacity its constructor admits, a
+// BulkRing whose bodies (up to 128 KiB) may exceed the link's limit.
+constexpr std::size_t kMailBytes = 256 * 1024;
+constexpr std::size_t kMailBulkBytes = 256 * 1024;
+constexpr std::size_t kLinkMaxBytes = 100000;
+static_assert(kMailBytes >= 2 * (mproc::detail::MailRing::kMaxInline + mproc::detail::MailRing::kReserve));
 
 [[noreturn]] void bug(const char* what) {
   std::fprintf(stderr, "fuzz_wire: %s\n", what);
@@ -93,6 +120,63 @@ void write_seed(const char* dir, const char* name, std::uint8_t nfds, std::uint6
   out.write(body.data(), static_cast<std::streamsize>(body.size()));
 }
 
+// Mail modes (bit 5): see the file comment for the layout.
+std::string mail_frame(mproc::detail::MailRing::Kind kind, const std::string& body, std::uint32_t length) {
+  std::string f(8, '\0');
+  const auto k = static_cast<std::uint32_t>(kind);
+  std::memcpy(f.data(), &length, 4);
+  std::memcpy(f.data() + 4, &k, 4);
+  f += body;
+  f.resize(8 + ((body.size() + 7) & ~std::size_t{7}), '\0');
+  return f;
+}
+std::string mail_frame(mproc::detail::MailRing::Kind kind, const std::string& body) {
+  return mail_frame(kind, body, static_cast<std::uint32_t>(body.size()));
+}
+
+void write_mail_seed(const char* dir, const char* name, std::uint8_t mode, std::uint64_t head, std::uint32_t start,
+                     const std::string& socket_bytes, const std::string& ring) {
+  std::ofstream out(std::string(dir) + "/" + name, std::ios::binary);
+  out.put(static_cast<char>(mode));
+  out.write(reinterpret_cast<const char*>(&head), sizeof head);
+  out.write(reinterpret_cast<const char*>(&start), sizeof start);
+  if ((mode & 64) != 0) {
+    const auto k = static_cast<std::uint16_t>(socket_bytes.size());
+    out.write(reinterpret_cast<const char*>(&k), sizeof k);
+    out.write(socket_bytes.data(), static_cast<std::streamsize>(socket_bytes.size()));
+  }
+  out.write(ring.data(), static_cast<std::streamsize>(ring.size()));
+}
+
+void write_mail_seeds(const char* dir) {
+  using Kind = mproc::detail::MailRing::Kind;
+  std::string bulk_ref(16, '\0');
+  const std::uint64_t position = 0, length = 70000;
+  std::memcpy(bulk_ref.data(), &position, 8);
+  std::memcpy(bulk_ref.data() + 8, &length, 8);
+  // From the ring's start: inline, socket, bulk, then a wrap frame up to
+  // the head, which is the end of the lap.
+  const std::string frames = mail_frame(Kind::inline_body, "hello") + mail_frame(Kind::socket, "") +
+                             mail_frame(Kind::bulk, bulk_ref) + mail_frame(Kind::wrap, "");
+  write_mail_seed(dir, "mail_ring_frames", 32, kMailBytes, 0, "", frames);
+  // From 24 bytes before the end: a frame, a wrap frame in the last 8
+  // bytes, and a socket frame at the start of the next lap.
+  write_mail_seed(dir, "mail_ring_wrap_at_end", 32, 32, (kMailBytes - 24) / 8, "",
+                  mail_frame(Kind::inline_body, "hello") + mail_frame(Kind::wrap, "") + mail_frame(Kind::socket, ""));
+  // Through a MailLink, bodies borrowed (bit 4), one descriptor on the
+  // socket: inline, bulk, a socket frame whose message (3 bytes, 1
+  // descriptor) is on the socket, inline.
+  std::string message(12, '\0');
+  const std::uint64_t three = 3;
+  const std::uint32_t one = 1;
+  std::memcpy(message.data(), &three, 8);
+  std::memcpy(message.data() + 8, &one, 4);
+  message += "abc";
+  const std::string link_frames = mail_frame(Kind::inline_body, "hi") + mail_frame(Kind::bulk, bulk_ref) +
+                                  mail_frame(Kind::socket, "") + mail_frame(Kind::inline_body, "end");
+  write_mail_seed(dir, "mail_link_mixed", 32 | 64 | 16 | 1, link_frames.size(), 0, message, link_frames);
+}
+
 void write_seeds(const char* dir) {
   write_seed(dir, "hello", 0, 5, 0, "hello");
   write_seed(dir, "empty_body", 0, 0, 0, "");
@@ -128,6 +212,7 @@ void write_seeds(const char* dir) {
   write_seed(dir, "reader_with_fd", 9, 3, 1, "abc");
   write_seed(dir, "reader_bulk_next_lap", 12, 16, bulk, ref(0, 100) + next + ref(kRingBytes, 5000));
   write_seed(dir, "reader_borrowed_bulk", 28, 16, bulk, ref(0, 100) + next + ref(128, 300));
+  write_mail_seeds(dir);
 }
 
 }  // namespace
@@ -140,8 +225,136 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+namespace {
+
+// Takes `n` bytes (fewer if the input ends) as a little-endian number.
+std::uint64_t take(const std::uint8_t*& p, const std::uint8_t* end, std::size_t n) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < n && p < end; ++i, ++p) v |= std::uint64_t{*p} << (8 * i);
+  return v;
+}
+
+volatile unsigned body_sum = 0;  // what check_body() reads goes here, so it is not optimised away
+
+// Touches every byte of `body` (so that ASan checks that it lies in
+// memory it may read) and checks that it lies inside [lo, hi).
+void check_body(std::span<const std::byte> body, const std::byte* lo, const std::byte* hi) {
+  if (!body.empty() && (body.data() < lo || body.data() + body.size() > hi)) bug("a body outside its ring");
+  unsigned sum = 0;
+  for (const std::byte b : body) sum += static_cast<unsigned>(b);
+  body_sum = body_sum + sum;
+}
+
+// The mail modes (bit 5; see the file comment).
+void fuzz_mail(const std::uint8_t* data, std::size_t size) {
+  using mproc::detail::MailRing;
+  const std::uint8_t* p = data + 1;
+  const std::uint8_t* const end = data + size;
+  const bool link = (data[0] & 64) != 0;
+  const std::uint64_t head_delta = take(p, end, 8);
+  const std::uint64_t start = take(p, end, 4) * 8 % kMailBytes;
+
+  // Exactly as big as the ring: ASan reports any read outside it.
+  static std::vector<std::byte> memory(MailRing::kHeaderBytes + kMailBytes);
+  std::memset(memory.data(), 0, memory.size());
+  auto& shared = *reinterpret_cast<MailRing::Shared*>(memory.data());
+  std::byte* const ring = memory.data() + MailRing::kHeaderBytes;
+
+  // Valid inline frames from 0 to `start`, for the reader to take first.
+  std::size_t prefix_frames = 0;
+  for (std::uint64_t at = 0; at < start; ++prefix_frames) {
+    const std::uint64_t n = std::min<std::uint64_t>(start - at - MailRing::kFrameHeader, MailRing::kMaxInline);
+    const std::uint32_t words[2] = {static_cast<std::uint32_t>(n),
+                                    static_cast<std::uint32_t>(MailRing::Kind::inline_body)};
+    std::memcpy(ring + at, words, sizeof words);
+    at += MailRing::kFrameHeader + ((n + 7) & ~std::uint64_t{7});
+  }
+  shared.head.store(start);
+
+  int sv[2] = {-1, -1};
+  std::optional<mproc::detail::MailLink> mail_link;
+  MailRing reader(memory.data(), kMailBytes);
+  static std::vector<std::byte> bulk_memory(mproc::detail::BulkRing::kHeaderBytes + kMailBulkBytes, std::byte{0x5a});
+  std::memset(bulk_memory.data(), 0, mproc::detail::BulkRing::kHeaderBytes);
+  if (link) {
+    const std::size_t k = std::min<std::size_t>(take(p, end, 2), static_cast<std::size_t>(end - p));
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) bug("socketpair failed");
+    const int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (devnull < 0) bug("open /dev/null failed");
+    send_raw(sv[0], p, k, data[0] % 4, devnull);
+    ::close(devnull);
+    ::close(sv[0]);  // the peer is gone: a socket frame without its message must end, not hang
+    p += k;
+    mail_link.emplace(sv[1], reader, MailRing(), mproc::detail::BulkRing(bulk_memory.data(), kMailBulkBytes),
+                      mproc::detail::BulkRing(), mproc::detail::MailLink::Peer{});
+    mproc::detail::Message m;
+    for (std::size_t i = 0; i < prefix_frames; ++i) {
+      if (!mail_link->try_next(m)) bug("the harness's own frames were not read");
+    }
+  } else {
+    MailRing::Frame f{};
+    for (std::size_t i = 0; i < prefix_frames; ++i) {
+      if (!reader.peek(f)) bug("the harness's own frames were not read");
+      reader.pop();
+    }
+  }
+  if (shared.tail.load() != start) bug("the reader did not give back the harness's frames");
+
+  // The input's frames from `start` on, continuing at the ring's start.
+  const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(end - p), kMailBytes);
+  const std::size_t first = std::min<std::size_t>(n, kMailBytes - start);
+  if (n > 0) std::memcpy(ring + start, p, first);
+  if (n > first) std::memcpy(ring, p + first, n - first);
+  shared.head.store(start + head_delta);
+
+  if (link) {
+    const bool borrow = (data[0] & 16) != 0;
+    const std::byte* const bulk_lo = bulk_memory.data() + mproc::detail::BulkRing::kHeaderBytes;
+    try {
+      mproc::detail::Message m;
+      for (int i = 0; i < 100000 && mail_link->try_next(m, kLinkMaxBytes, borrow); ++i) {
+        if (m.body().size() > kLinkMaxBytes) bug("a message larger than max_bytes was accepted");
+        if (!m.borrowed.empty()) {
+          check_body(m.borrowed, bulk_lo, bulk_lo + kMailBulkBytes);
+        } else {
+          check_body(m.bytes.bytes(), m.bytes.data(), m.bytes.data() + m.bytes.size());
+        }
+      }
+    } catch (const mproc::EOFError&) {
+    } catch (const mproc::SerializationError&) {
+    }
+    mail_link.reset();  // it owns the descriptors its socket reader queued
+    ::close(sv[1]);
+  } else {
+    try {
+      MailRing::Frame f{}, again{};
+      for (int i = 0; i < 100000 && reader.peek(f); ++i) {
+        if (f.kind != MailRing::Kind::inline_body && f.kind != MailRing::Kind::bulk &&
+            f.kind != MailRing::Kind::socket) {
+          bug("a frame of a kind the reader must not hand out");
+        }
+        if (f.body.size() > MailRing::kMaxInline) bug("a frame longer than kMaxInline");
+        check_body(f.body, ring, ring + kMailBytes);
+        if (!reader.peek(again) || again.body.data() != f.body.data() || again.body.size() != f.body.size()) {
+          bug("peek() without pop() handed out another frame");
+        }
+        reader.pop();
+      }
+    } catch (const mproc::SerializationError&) {
+    }
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 0) return 0;
+  if ((data[0] & 32) != 0) {
+    const int before = lowest_free_fd();
+    fuzz_mail(data, size);
+    if (lowest_free_fd() != before) bug("a descriptor leaked");
+    return 0;
+  }
   // Measured at each call, not once: libFuzzer's own descriptors (the
   // corpus it was reading when the first input ran) come and go between
   // calls, and a baseline from the first call once failed a CI run with a
