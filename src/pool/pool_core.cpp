@@ -322,17 +322,16 @@ bool PoolCore::dispatch() {
     // Prefer idle workers; then let a busy one hold small chunks more: one,
     // or up to kMaxQueued while its chunks come back quickly (so a worker
     // with tiny tasks never waits for a round trip through this thread).
+    // The first of the workers that hold the fewest chunks and may take one
+    // more.
     std::optional<std::size_t> target;
-    for (std::size_t pass = 0; pass < kMaxQueued && !target; ++pass) {
-      for (std::size_t i = 0; i < slots_; ++i) {
-        const Slot& s = slot_state_[i];
-        if (!transport_->alive(i) || s.retiring || s.timed_out) continue;
-        if (pass >= 2 && !s.quick) continue;
-        if (s.inflight.size() == pass) {
-          target = i;
-          break;
-        }
-      }
+    std::size_t fewest = kMaxQueued;
+    for (std::size_t i = 0; i < slots_; ++i) {
+      const Slot& s = slot_state_[i];
+      const std::size_t held = s.inflight.size();
+      if (held >= fewest || (held >= 2 && !s.quick) || s.retiring || s.timed_out || !transport_->alive(i)) continue;
+      target = i;
+      fewest = held;
     }
     if (!target) return sent;
     const bool busy = !slot_state_[*target].inflight.empty();
