@@ -5,16 +5,76 @@
 // target the child only resets mproc's own state (no lock of the parent's
 // is taken: see become_child), and it ends with _exit() so that the parent's
 // atexit handlers and static destructors do not run twice.
+//
+// mproc's own code in the child calls no library function that the parent
+// has not called before (child_calls): a function is bound to its address
+// on its first call (lazy binding), a binding made in a child dies with
+// it, and one made in the parent is inherited by every later child.
 
+#include <dlfcn.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "mproc/detail/launch.hpp"
 #include "pidfd_child.hpp"
 
 namespace mproc::detail {
+namespace {
+
+struct ChildCalls {
+  void (*exit)(int) = nullptr;
+};
+
+// Binds, once in this process, the library functions that mproc's code
+// calls in a forked child: die_with_parent's, the message functions of
+// wire.cpp and what a pool worker calls while it waits for a message. A
+// child that binds one itself looks the symbol up through the hash tables
+// of every loaded library, whose pages it has not mapped yet (fork copies
+// no page table entries of file mappings): about ten page faults per
+// child, a quarter of a pool worker's faults up to its loop. One function
+// left unbound costs nearly all of them, since every lookup walks the same
+// pages. Each call below does nothing (a query, a bad descriptor). _exit
+// cannot be called to bind it, so the child calls it through its address,
+// looked up here: whoever defines it first, libc or a sanitizer's hook
+// (ThreadSanitizer's sets the exit code of a child that raced). A program
+// linked with -z now has everything bound already.
+const ChildCalls& child_calls() noexcept {
+  static const ChildCalls calls = [] {
+    int signal = 0;
+    ::prctl(PR_GET_PDEATHSIG, &signal);
+    (void)::getppid();
+    (void)::send(-1, nullptr, 0, 0);
+    (void)::sendmsg(-1, nullptr, 0);
+    (void)::recv(-1, nullptr, 0, 0);
+    (void)::recvmsg(-1, nullptr, 0);
+    // A pool worker's wait for its next message (mail_link.cpp, spin.hpp).
+    (void)::poll(nullptr, 0, 0);
+    (void)::read(-1, nullptr, 0);
+    (void)::write(-1, nullptr, 0);
+    (void)::sched_yield();
+    timespec ts;
+    (void)::clock_gettime(CLOCK_MONOTONIC, &ts);
+    // A received message's buffer grows by realloc (volatile: the calls
+    // must not be folded into malloc or elided).
+    void* volatile block = std::malloc(1);
+    block = std::realloc(block, 2);
+    std::free(block);
+    ChildCalls c;
+    c.exit = reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "_exit"));
+    return c;
+  }();
+  return calls;
+}
+
+}  // namespace
 
 std::unique_ptr<Child> launch_fork(const Job& job) {
   std::unique_ptr<Child> out;
@@ -23,6 +83,7 @@ std::unique_ptr<Child> launch_fork(const Job& job) {
   // with SIGTERM blocked could not be terminate()d.
   sigset_t caller;
   pthread_sigmask(SIG_SETMASK, nullptr, &caller);
+  const ChildCalls& calls = child_calls();
   on_launcher_thread([&] {
     const pid_t parent = ::getpid();
     const std::string parent_name = identity().name;
@@ -38,7 +99,8 @@ std::unique_ptr<Child> launch_fork(const Job& job) {
       pthread_sigmask(SIG_SETMASK, &caller, nullptr);
       become_child(job.name, job.daemon, parent, parent_name);
       const int code = run_target(job.run_here);
-      ::_exit(code);
+      if (calls.exit != nullptr) calls.exit(code);
+      ::_exit(code);  // a static program, where dlsym finds nothing
     }
     const int err = errno;
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
