@@ -103,14 +103,18 @@ class ProcessTransport final : public Transport {
     ::setsockopt(theirs.get(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
     WorkerConfig config{static_cast<std::uint32_t>(slot), options_.maxtasksperchild, options_.flush_each_item,
                         static_cast<std::uint32_t>(layout_.processes), spin_ns_};
-    // Whatever the last worker of this slot left in its rings is gone.
+    // Whatever the last worker of this slot left in its rings is gone. (A
+    // fresh region reads as zero: the first worker of a slot needs no
+    // reset, which would fault in four pages of shared memory.)
     std::byte* base = region_->as<std::byte>(0);
     MailRing to_mail = layout_.mail_to_worker(base, slot), from_mail = layout_.mail_from_worker(base, slot);
     BulkRing to_bulk = layout_.bulk_to_worker(base, slot), from_bulk = layout_.bulk_from_worker(base, slot);
-    to_mail.reset();
-    from_mail.reset();
-    to_bulk.reset();
-    from_bulk.reset();
+    if (s.process.pid() != 0) {
+      to_mail.reset();
+      from_mail.reset();
+      to_bulk.reset();
+      from_bulk.reset();
+    }
     ProcessOptions po;
     // Python's names: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
     static constexpr const char* kPrefix[] = {"ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker"};
