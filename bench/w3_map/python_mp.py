@@ -1,4 +1,5 @@
-"""W3 in Python: Pool(2).map(x*x) over 1,000,000 ints, automatic chunksize.
+"""W3 in Python: Pool(2).map(x*x) over 1,000,000 ints, automatic chunksize
+(the median of three maps).
 
 Prints  RESULT items_per_s <input items per second>.
 """
@@ -28,12 +29,16 @@ if __name__ == "__main__":
     args = parse_args()
     n = 200_000 if args.quick else 1_000_000
     xs = list(range(n))
+    times = []
     with mp.Pool(args.processes) as pool:
         pool.map(square, xs[: n // 10])
-        t0 = time.perf_counter()
-        out = pool.map(square, xs)
-        t1 = time.perf_counter()
+        # The median of three maps: one map is a few milliseconds for mproc,
+        # short enough for one stall of the VM to decide a single sample.
+        for _ in range(1 if args.quick else 3):
+            t0 = time.perf_counter()
+            out = pool.map(square, xs)
+            times.append(time.perf_counter() - t0)
+            assert len(out) == n and out[-1] == (n - 1) ** 2
         pool.close()
         pool.join()
-    assert len(out) == n and out[-1] == (n - 1) ** 2
-    result("items_per_s", n / (t1 - t0), "items/s")
+    result("items_per_s", n / sorted(times)[len(times) // 2], "items/s")
