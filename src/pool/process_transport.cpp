@@ -146,17 +146,12 @@ class ProcessTransport final : public Transport {
                       MailLink::Peer{&to_mail.sleeping(), s.bell.get()});
     s.alive = true;
     s.eof = false;
-    send(slot, init, init_fds);
+    send_to(slot, init, init_fds);
   }
 
   void send(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) override {
-    Slot& s = slots_[slot];
-    if (!s.alive || s.eof) return;
-    try {
-      s.link.send(bytes, fds);
-    } catch (const EOFError&) {
-      s.eof = true;  // the worker died; its sentinel will say how
-    }
+    send_to(slot, bytes, fds);
+    flowing_until_ns_ = monotonic_ns() + kFlowingNs;  // a task: its answer comes soon
   }
 
   Event wait(Deadline deadline) override {
@@ -174,12 +169,17 @@ class ProcessTransport final : public Transport {
                             std::chrono::steady_clock::now() >= *user_deadline)) {
         return event_of(Event::Kind::timeout);
       }
-      // While work flows the next message comes within microseconds.
+      // While work flows the next message comes within microseconds. (Not
+      // while workers start or exit, with no task out: a spinner would
+      // only take a core from them.)
       const std::uint64_t stop = deadline ? static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                                           deadline->time_since_epoch())
                                                                           .count())
                                           : ~std::uint64_t{0};
-      if (spin_.until([&] { return wake_pending_.load(std::memory_order_relaxed) || any_message(); }, stop)) continue;
+      if (monotonic_ns() < flowing_until_ns_ &&
+          spin_.until([&] { return wake_pending_.load(std::memory_order_relaxed) || any_message(); }, stop)) {
+        continue;
+      }
       // Sleep: announce it, look once more, then ppoll on the bell (rung
       // by a worker that wrote to a ring, or by wake()) and the sentinels.
       MailLink::begin_sleep(*sleeping_);
@@ -248,7 +248,7 @@ class ProcessTransport final : public Transport {
   void retire(std::size_t slot) override {
     Writer w;
     w.write_pod(PoolMsg::exit);
-    send(slot, w.bytes(), {});
+    send_to(slot, w.bytes(), {});
   }
 
   bool alive(std::size_t slot) const override { return slots_[slot].alive; }
@@ -274,6 +274,16 @@ class ProcessTransport final : public Transport {
     std::chrono::steady_clock::time_point born;
     bool watched = false;  // not known to be ready yet
   };
+
+  void send_to(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) {
+    Slot& s = slots_[slot];
+    if (!s.alive || s.eof) return;
+    try {
+      s.link.send(bytes, fds);
+    } catch (const EOFError&) {
+      s.eof = true;  // the worker died; its sentinel will say how
+    }
+  }
 
   // A message that has arrived (round robin over the workers), or a wake
   // request; false if neither.
@@ -342,6 +352,7 @@ class ProcessTransport final : public Transport {
       e.message = std::move(spare_);
       spare_ = Message{};
       s.link.try_next(e.message);
+      flowing_until_ns_ = monotonic_ns() + kFlowingNs;
       e.kind = Event::Kind::message;
       e.slot = k;
       return true;
@@ -368,6 +379,10 @@ class ProcessTransport final : public Transport {
   std::size_t next_ = 0;
   std::uint64_t started_ = 0;
   std::size_t watched_ = 0;  // slots whose worker is not known to be ready
+  // Spin only until then (CLOCK_MONOTONIC): a task went out or a message
+  // came in shortly before.
+  std::uint64_t flowing_until_ns_ = 0;
+  static constexpr std::uint64_t kFlowingNs = 1000000;
   std::chrono::milliseconds birth_limit_ = birth_limit();
 
   static std::chrono::milliseconds birth_limit() {

@@ -28,10 +28,13 @@ void pool_worker_main(FdHandle sock, FdHandle bell, FdHandle pool_bell, RegionHa
   MailLink link(sock.get(), layout.mail_to_worker(base, config.slot), layout.mail_from_worker(base, config.slot),
                 layout.bulk_to_worker(base, config.slot), layout.bulk_from_worker(base, config.slot),
                 MailLink::Peer{region.get()->as<std::atomic<std::uint32_t>>(layout.pool_sleeping()), pool_bell.get()});
+  // Spinning for a message pays only while tasks flow: not for the init
+  // message and the first task (other workers may be starting beside us).
   AdaptiveSpin spin(config.spin_ns);
+  AdaptiveSpin no_spin(0);
   try {
     Message init;
-    link.next(init, spin, bell.get());
+    link.next(init, no_spin, bell.get());
     Reader r(init.bytes.bytes(), init.raw_fds());
     if (r.read_pod<PoolMsg>() != PoolMsg::init) throw SerializationError("mproc: pool worker: expected init");
     if (r.read_pod<std::uint8_t>() != 0) {
@@ -48,14 +51,14 @@ void pool_worker_main(FdHandle sock, FdHandle bell, FdHandle pool_bell, RegionHa
         return;
       }
     }
-    std::uint32_t chunks_done = 0;
+    std::uint64_t chunks_run = 0;
     // Reused for every chunk: a large chunk's buffers are allocated (and
     // their pages faulted in) once, not per chunk.
     Message m;
     Writer results;
     for (;;) {
       // A big chunk is run in place, in the ring (until the next message).
-      link.next(m, spin, bell.get(), /*borrow=*/true);
+      link.next(m, chunks_run == 0 ? no_spin : spin, bell.get(), /*borrow=*/true);
       const std::vector<int> fds = m.raw_fds();
       Reader in(m.body(), fds);
       const auto kind = in.read_pod<PoolMsg>();
@@ -80,7 +83,8 @@ void pool_worker_main(FdHandle sock, FdHandle bell, FdHandle pool_bell, RegionHa
       }
       current_item_sink() = nullptr;
       sink.finish();
-      if (config.maxtasks != 0 && ++chunks_done >= config.maxtasks) {
+      ++chunks_run;
+      if (config.maxtasks != 0 && chunks_run >= config.maxtasks) {
         Writer w;
         w.write_pod(PoolMsg::retiring);
         link.send(w.bytes());
