@@ -533,9 +533,9 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
   bool lost_any = false;
   if (!inflight.empty()) {
     // Only the item that was running fails. Items that had finished but
-    // whose results died with the worker (results are sent in batches, and
-    // a quick worker defers whole chunks' results: item_sink.hpp) run
-    // again, as do the items not yet started: "a worker's death fails that
+    // whose results died with the worker (results are sent in batches
+    // within a chunk: item_sink.hpp) run again, as do the items not yet
+    // started: "a worker's death fails that
     // task only". The running item is the one its progress slot names, in
     // whichever of its chunks; without a progress slot it is unknown, and
     // every unanswered item of the oldest chunk fails.

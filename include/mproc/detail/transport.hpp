@@ -5,7 +5,8 @@
 // send messages back, and may die. How a worker is started, how bytes move,
 // and how death is noticed is the transport's business:
 //  - ProcessTransport (src/pool/process_transport.cpp): local worker
-//    processes started with any start method, a Unix socket each, pidfds
+//    processes started with any start method, a MailLink each (shared-
+//    memory rings, and a socket for descriptors: mail_link.hpp), pidfds
 //    (or the forkserver's status pipe) for death, and a shared-memory
 //    progress slot per worker that says which item is running;
 //  - an MPI transport (mproc::mpi) maps slots to ranks.

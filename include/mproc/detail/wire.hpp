@@ -62,8 +62,9 @@ void recv_message_into(int sock, Message& m, std::size_t max_bytes = std::size_t
 // without a ring is a SerializationError).
 void recv_message_into(int sock, Message& m, BulkRing& ring, std::size_t max_bytes = std::size_t{1} << 40);
 
-// Reads the messages of one socket that has one reader (a pool worker's
-// end, a pool's end of a worker's socket), several per system call: each
+// Reads the messages of one socket that has one reader (either end of a
+// pool worker's socket, for the messages that MailLink sends through it),
+// several per system call: each
 // recvmsg takes whatever has arrived, up to 64 KiB, and the messages in it
 // are handed out one by one. A stream of small messages then costs one
 // system call per batch instead of two per message, and has_message() says
