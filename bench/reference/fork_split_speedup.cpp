@@ -14,46 +14,21 @@
 #include <cstdint>
 #include <vector>
 
+#include "../common/cpu_burn.hpp"
 #include "raw.hpp"
 
-namespace {
-
-std::uint64_t burn(std::uint64_t iterations) {
-  std::uint64_t x = 88172645463325252ULL;
-  for (std::uint64_t i = 0; i < iterations; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-  }
-  return x;
-}
-
-// Iterations that take about `seconds` here (median of a few probes).
-std::uint64_t calibrate(double seconds) {
-  const std::uint64_t probe = 1000000;
-  std::vector<double> t;
-  for (int i = 0; i < 5; ++i) {
-    const double t0 = bench::now();
-    volatile std::uint64_t sink = burn(probe);
-    (void)sink;
-    t.push_back(bench::now() - t0);
-  }
-  return static_cast<std::uint64_t>(static_cast<double>(probe) * seconds / bench::median(t));
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   const bench::Args args = bench::parse_args(argc, argv);
   const int tasks = 16;
   const int pairs = args.quick ? 1 : 3;
-  const std::uint64_t work = calibrate(0.010);
+  const std::uint64_t work = bench::calibrate_burn(0.010);
   std::vector<double> serial;
   std::vector<double> split;
   for (int p = 0; p < pairs; ++p) {
     double t0 = bench::now();
     for (int i = 0; i < tasks; ++i) {
-      volatile std::uint64_t sink = burn(work);
+      volatile std::uint64_t sink = bench::burn(work);
       (void)sink;
     }
     serial.push_back(bench::now() - t0);
@@ -62,7 +37,7 @@ int main(int argc, char** argv) {
     for (pid_t& pid : half) {
       pid = bench::raw::fork_child([&] {
         for (int i = 0; i < tasks / 2; ++i) {
-          volatile std::uint64_t sink = burn(work);
+          volatile std::uint64_t sink = bench::burn(work);
           (void)sink;
         }
       });

@@ -13,55 +13,30 @@
 #include <cstdint>
 #include <vector>
 
+#include "../common/cpu_burn.hpp"
 #include "../common/harness.hpp"
 
-namespace {
-
-std::uint64_t burn(std::uint64_t iterations) {
-  std::uint64_t x = 88172645463325252ULL;
-  for (std::uint64_t i = 0; i < iterations; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-  }
-  return x;
-}
-
-// Iterations that take about `seconds` here (median of a few probes).
-std::uint64_t calibrate(double seconds) {
-  const std::uint64_t probe = 1000000;
-  std::vector<double> t;
-  for (int i = 0; i < 5; ++i) {
-    const double t0 = bench::now();
-    volatile std::uint64_t sink = burn(probe);
-    (void)sink;
-    t.push_back(bench::now() - t0);
-  }
-  return static_cast<std::uint64_t>(static_cast<double>(probe) * seconds / bench::median(t));
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   mproc::init(argc, argv);
   const bench::Args args = bench::parse_args(argc, argv);
   const int tasks = 16;
   const int pairs = args.quick ? 1 : 3;
-  const std::vector<std::uint64_t> work(tasks, calibrate(0.010));
+  const std::vector<std::uint64_t> work(tasks, bench::calibrate_burn(0.010));
 
   mproc::Pool pool(static_cast<std::size_t>(args.processes));
-  (void)pool.map(burn, work);  // warm-up
+  (void)pool.map(bench::burn, work);  // warm-up
   std::vector<double> serial;
   std::vector<double> parallel;
   std::uint64_t check = 0;
   for (int p = 0; p < pairs; ++p) {
     double t0 = bench::now();
     std::uint64_t s = 0;
-    for (std::uint64_t w : work) s += burn(w);
+    for (std::uint64_t w : work) s += bench::burn(w);
     serial.push_back(bench::now() - t0);
     t0 = bench::now();
     std::uint64_t q = 0;
-    for (std::uint64_t r : pool.map(burn, work)) q += r;
+    for (std::uint64_t r : pool.map(bench::burn, work)) q += r;
     parallel.push_back(bench::now() - t0);
     check |= s ^ q;
   }
