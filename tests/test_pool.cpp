@@ -26,6 +26,7 @@
 #include <ranges>
 #include <set>
 #include <stdexcept>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -796,6 +797,35 @@ TEST_P(Pool, DestroyingAnImapEarlyKeepsThePoolUsable) {
   EXPECT_EQ(pool.map(square, std::views::iota(0, 20)), squares(20));
   pool.close();
   guarded(pool, "join after abandoned imaps", [&] { pool.join(); }).get();
+}
+
+// With MPROC_SPIN_US=0 (read when a pool starts) neither the supervisor nor
+// the workers spin: every hand-off between them goes through the sleep
+// announcement and the bell (docs/design/pool.md, "Waking"), each way, for
+// every task. A lost wake-up would hang a call; the guards turn that into a
+// failure.
+TEST_P(Pool, EveryHandOffWorksWithSpinningOff) {
+  const char* old = std::getenv("MPROC_SPIN_US");
+  const std::string saved = old != nullptr ? old : "";
+  ::setenv("MPROC_SPIN_US", "0", 1);
+  mproc::Pool pool(options());
+  if (old != nullptr) {
+    ::setenv("MPROC_SPIN_US", saved.c_str(), 1);
+  } else {
+    ::unsetenv("MPROC_SPIN_US");
+  }
+  guarded(pool, "round trips without spinning", [&] {
+    for (int i = 0; i < 300; ++i) ASSERT_EQ(pool.apply_async(square, i).get(), i * i);
+  }).get();
+  guarded(pool, "imap_unordered without spinning", [&] {
+    long long sum = 0;
+    for (int v : pool.imap_unordered(square, std::views::iota(0, 2000), 1)) sum += v;
+    EXPECT_EQ(sum, 1999LL * 2000 * 3999 / 6);
+  }).get();
+  EXPECT_EQ(guarded(pool, "map without spinning", [&] { return pool.map(square, std::views::iota(0, 5000)); }).get(),
+            squares(5000));
+  pool.close();
+  guarded(pool, "join without spinning", [&] { pool.join(); }).get();
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethod, Pool, mproc_test::all_start_methods(), mproc_test::start_method_name);
