@@ -493,7 +493,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     std::lock_guard lock(mu_);
     ++answered_;
     pending_.erase(index);
-    if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(v)});
+    if (!cancelled_) add_outcome(index, Outcome{std::move(v)});
     arrived_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
     progress_.advance();
@@ -502,7 +502,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     std::lock_guard lock(mu_);
     ++answered_;
     pending_.erase(index);
-    if (!cancelled_) outcomes_.emplace(index, Outcome{std::move(e)});
+    if (!cancelled_) add_outcome(index, Outcome{std::move(e)});
     arrived_.fetch_add(1, std::memory_order_release);
     cv_.notify_all();
     progress_.advance();
@@ -523,7 +523,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     // Every item sent and not answered fails; a consumer that wants more
     // than was ever sent gets the same error once, then the end.
     for (std::size_t i : pending_) {
-      if (!cancelled_) outcomes_.emplace(i, Outcome{e});
+      if (!cancelled_) add_outcome(i, Outcome{e});
       ++answered_;
     }
     pending_.clear();
@@ -536,11 +536,11 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   std::optional<V> next(Deadline deadline = std::nullopt) override {
     std::unique_lock lock(mu_);
     for (;;) {
-      if (Ordered) {
+      if constexpr (Ordered) {
         auto it = outcomes_.find(next_ordered_);
         if (it != outcomes_.end()) return take(lock, it);
-      } else if (!outcomes_.empty()) {
-        return take(lock, outcomes_.begin());
+      } else {
+        if (!outcomes_.empty()) return take(lock, outcomes_.begin());
       }
       const bool all_consumed = consumed_ == pulled_;
       if (all_consumed && (input_done_ || cancelled_)) {
@@ -581,6 +581,14 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     std::variant<V, std::exception_ptr> v;
   };
 
+  void add_outcome(std::size_t index, Outcome&& o) {
+    if constexpr (Ordered) {
+      outcomes_.emplace(index, std::move(o));
+    } else {
+      outcomes_.emplace_back(index, std::move(o));
+    }
+  }
+
   template <class It>
   std::optional<V> take(std::unique_lock<std::mutex>& lock, It it) {
     Outcome o = std::move(it->second);
@@ -607,7 +615,9 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<std::uint64_t> arrived_{0};  // bumped (under mu_) whenever cv_ is notified
-  std::map<std::size_t, Outcome> outcomes_;
+  // By index for imap (taken in order), in arrival order for
+  // imap_unordered (no tree node per item).
+  std::conditional_t<Ordered, std::map<std::size_t, Outcome>, std::deque<std::pair<std::size_t, Outcome>>> outcomes_;
   std::size_t pulled_ = 0, answered_ = 0, consumed_ = 0, next_ordered_ = 0;
   bool input_done_ = false, cancelled_ = false, completed_ = false;
   bool starved_ = false;  // next_chunk() found the window full
