@@ -24,17 +24,10 @@ namespace mproc::detail {
 
 std::atomic<std::uint64_t> g_self_owner_id{0};
 
-namespace {
-
-// Bumped in every forked child; a thread's cached tid is valid only for
-// the generation it was computed in.
 std::atomic<std::uint32_t> g_fork_generation{0};
+__thread std::uint64_t t_tid_cache = 0;
 
-struct TidCache {
-  std::uint32_t generation = ~0u;
-  std::uint32_t tid = 0;
-};
-thread_local TidCache t_tid;
+namespace {
 
 void forget_identity_in_child() noexcept {
   g_self_owner_id.store(0, std::memory_order_relaxed);
@@ -137,14 +130,12 @@ OwnerId compute_self_owner_id() noexcept {
   return id;
 }
 
-std::uint32_t self_tid() noexcept {
-  const std::uint32_t generation = g_fork_generation.load(std::memory_order_relaxed);
-  if (t_tid.generation != generation) {
-    register_fork_handler();
-    t_tid.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-    t_tid.generation = generation;
-  }
-  return t_tid.tid;
+std::uint32_t self_tid_slow() noexcept {
+  register_fork_handler();
+  const auto tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  const std::uint64_t generation = g_fork_generation.load(std::memory_order_relaxed);
+  t_tid_cache = ((generation + 1) << 32) | tid;
+  return tid;
 }
 
 bool owner_dead(OwnerId owner) noexcept {

@@ -142,16 +142,11 @@ bool rlock_owned(const LockCore* c) noexcept {
   return s != 0 && owner_of(s) == self_owner_id() && c->owner_tid.load(std::memory_order_relaxed) == self_tid();
 }
 
-bool rlock_acquire(LockCore* c, Deadline deadline) {
+bool rlock_acquire_slow(LockCore* c, std::uint64_t seen, Deadline deadline) {
+  // (The inline rlock_acquire tried to take a free lock with one CAS: no
+  // read of the line first, which would cost a second cache-line transfer
+  // under contention. `seen` is what it found.)
   const std::uint64_t me = self_owner_id();
-  // Free: take it with one CAS (the common case; no read of the line first,
-  // which would cost a second cache-line transfer under contention).
-  std::uint64_t seen = 0;
-  if (c->state.compare_exchange_strong(seen, me, std::memory_order_acquire, std::memory_order_relaxed)) {
-    c->owner_tid.store(self_tid(), std::memory_order_relaxed);
-    c->count.store(1, std::memory_order_relaxed);
-    return true;
-  }
   const std::uint32_t tid = self_tid();
   if (owner_of(seen) == me && c->owner_tid.load(std::memory_order_relaxed) == tid) {
     const std::uint32_t n = c->count.load(std::memory_order_relaxed);
@@ -178,7 +173,7 @@ void rlock_release_fully(LockCore* c) {
 }
 }  // namespace
 
-void rlock_release(LockCore* c, const char* who) {
+void rlock_release_slow(LockCore* c, const char* who) {
   if (!rlock_owned(c)) {
     throw Error(std::string(who) + ": the lock is not held by the calling thread");
   }

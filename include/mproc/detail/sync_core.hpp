@@ -59,9 +59,24 @@ inline OwnerId self_owner_id() noexcept {
   return id != 0 ? id : compute_self_owner_id();
 }
 
+// Bumped in every forked child (src/posix/owner.cpp): a thread's cached
+// tid is valid only for the generation it was computed in.
+extern std::atomic<std::uint32_t> g_fork_generation;
+// The calling thread's cache: (generation + 1) << 32 | tid; 0 = unknown.
+// (__thread, not thread_local: no TLS wrapper call, since it needs no
+// dynamic initialisation.)
+extern __thread std::uint64_t t_tid_cache;
+std::uint32_t self_tid_slow() noexcept;
+
 // The calling thread's kernel thread id, cached per thread (and recomputed
-// in a forked child).
-std::uint32_t self_tid() noexcept;
+// in a forked child). Inline: every RLock operation asks.
+inline std::uint32_t self_tid() noexcept {
+  const std::uint64_t cached = t_tid_cache;
+  if ((cached >> 32) == std::uint64_t{g_fork_generation.load(std::memory_order_relaxed)} + 1) {
+    return static_cast<std::uint32_t>(cached);
+  }
+  return self_tid_slow();
+}
 
 // True when the process that `owner` names has ended: no process has its
 // pid, or it is a zombie, or the pid now belongs to a process with another
@@ -143,9 +158,41 @@ inline bool lock_acquire(LockCore* c, Deadline deadline) {
 void lock_release(LockCore* c, const char* who);
 
 // RLock: recursive acquire by the calling thread; release only by the
-// holding thread (mproc::Error naming `who` otherwise).
-bool rlock_acquire(LockCore* c, Deadline deadline);
-void rlock_release(LockCore* c, const char* who);
+// holding thread (mproc::Error naming `who` otherwise). Taking a free lock
+// and the last release are inline: they are nearly all the traffic of a
+// Value's or an Array's get_lock(), and as calls they cost twice what the
+// two atomic instructions do. Recursion, contention and errors go to the
+// _slow functions (src/sync/lock_core.cpp); `seen` is the word the inline
+// compare-and-swap found.
+bool rlock_acquire_slow(LockCore* c, std::uint64_t seen, Deadline deadline);
+void rlock_release_slow(LockCore* c, const char* who);
+
+inline bool rlock_acquire(LockCore* c, Deadline deadline) {
+  std::uint64_t seen = 0;
+  if (c->state.compare_exchange_strong(seen, self_owner_id(), std::memory_order_acquire,
+                                       std::memory_order_relaxed)) [[likely]] {
+    c->owner_tid.store(self_tid(), std::memory_order_relaxed);
+    c->count.store(1, std::memory_order_relaxed);
+    return true;
+  }
+  return rlock_acquire_slow(c, seen, deadline);
+}
+
+inline void rlock_release(LockCore* c, const char* who) {
+  const std::uint64_t s = c->state.load(std::memory_order_relaxed);
+  if ((s & ~kWaitersBit) == self_owner_id() && c->owner_tid.load(std::memory_order_relaxed) == self_tid() &&
+      c->count.load(std::memory_order_relaxed) == 1) [[likely]] {
+    // Cleared before the lock word: a thread of this process that takes
+    // the lock next must never see our tid beside its own holding.
+    c->count.store(0, std::memory_order_relaxed);
+    c->owner_tid.store(0, std::memory_order_relaxed);
+    if (c->recovered.load(std::memory_order_relaxed) != 0) c->recovered.store(0, std::memory_order_relaxed);
+    const std::uint64_t old = c->state.exchange(0, std::memory_order_release);
+    if ((old & kWaitersBit) != 0) futex_wake(c->futex_word(), 1);
+    return;
+  }
+  rlock_release_slow(c, who);
+}
 // Does the calling thread hold this RLock?
 bool rlock_owned(const LockCore* c) noexcept;
 
