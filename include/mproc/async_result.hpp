@@ -132,44 +132,33 @@ class [[nodiscard]] AsyncResult {
   // Waits for the result and returns it (a copy), or rethrows the task's
   // exception (see errors.hpp for how remote exceptions are rebuilt).
   R get() const {
-    check();
-    state_->wait();
-    return state_->get_ready();
+    detail::ResultState<R>& s = state();
+    s.wait();
+    return s.get_ready();
   }
   // As get(), but throws mproc::TimeoutError if not ready within `timeout`.
   template <class Rep, class Period>
   R get(std::chrono::duration<Rep, Period> timeout) const {
-    check();
-    if (!state_->wait_for(timeout)) {
+    detail::ResultState<R>& s = state();
+    if (!s.wait_for(timeout)) {
       throw TimeoutError("mproc::AsyncResult::get: result not ready after " +
                          std::to_string(std::chrono::duration<double>(timeout).count()) + " s");
     }
-    return state_->get_ready();
+    return s.get_ready();
   }
-  void wait() const {
-    check();
-    state_->wait();
-  }
+  void wait() const { state().wait(); }
   // True if ready within `timeout`.
   template <class Rep, class Period>
-  bool wait(std::chrono::duration<Rep, Period> timeout) const {
-    check();
-    return state_->wait_for(timeout);
-  }
-  bool ready() const {
-    check();
-    return state_->ready();
-  }
+  bool wait(std::chrono::duration<Rep, Period> timeout) const { return state().wait_for(timeout); }
+  bool ready() const { return state().ready(); }
   // True if the task returned normally. Throws mproc::Error if not ready.
-  bool successful() const {
-    check();
-    return state_->successful();
-  }
+  bool successful() const { return state().successful(); }
   bool valid() const noexcept { return static_cast<bool>(state_); }
 
  private:
-  void check() const {
+  detail::ResultState<R>& state() const {
     if (!state_) throw Error("mproc::AsyncResult: empty (default-constructed) result");
+    return *state_;
   }
   std::shared_ptr<detail::ResultState<R>> state_;
 };
