@@ -101,10 +101,15 @@ class Process {
   void start();
   // Waits for the child to end. Returns immediately if it already has.
   void join();
-  // Waits at most `timeout`; returns true if the child has ended.
+  // Waits at most `timeout`; returns true if the child has ended. A zero
+  // or negative timeout only looks (as in Python); one beyond 10^9 s waits
+  // for ever.
   template <class Rep, class Period>
   bool join(std::chrono::duration<Rep, Period> timeout) {
-    return join_ms(std::chrono::ceil<std::chrono::milliseconds>(timeout).count());
+    using namespace std::chrono;
+    if (timeout <= duration<Rep, Period>::zero()) return join_ms(0);
+    if (duration_cast<duration<double>>(timeout).count() > 1e9) return join_ms(-1);
+    return join_ms(ceil<milliseconds>(timeout).count());
   }
   bool is_alive();
   // 0 before start().
