@@ -30,7 +30,10 @@
 // as the same type where possible, and as mproc::RemoteError (errors.hpp).
 // A map-style call in which tasks failed waits until every task of the call
 // has an outcome, then throws the error of the lowest failing index; the
-// pool stays usable.
+// pool stays usable. An exception thrown by the *input* range is the
+// caller's own: map/starmap throw it as it is; imap/imap_unordered, as in
+// Python, drop the chunk that was being taken and yield the error in its
+// place, after the results of the chunks sent before it, then end.
 //
 // Lifetime and threads: Pool methods may be called from any thread.
 // Callbacks run on one pool thread, one at a time, in the parent; an

@@ -98,6 +98,7 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
     std::unique_lock lock(mu_);
     while (!done_input_ && !cancelled_ && runners_ < ex_->threads() && pulled_ - consumed_ < window_) {
       std::vector<std::pair<std::size_t, Item>> batch;
+      const std::size_t first = pulled_;
       try {
         for (std::size_t n = 0; n < chunksize_ && pulled_ - consumed_ < window_; ++n) {
           if (it_ == std::ranges::end(view_)) break;
@@ -107,8 +108,13 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
         }
         if (it_ == std::ranges::end(view_)) done_input_ = true;
       } catch (...) {
+        // The input threw: as in Python (and the process Pool), the chunk
+        // being pulled is dropped and the error takes its place, after the
+        // results of the chunks before it; then the end.
         done_input_ = true;
-        terminal_ = std::current_exception();
+        batch.clear();
+        pulled_ = first + 1;
+        outcomes_.emplace(first, std::current_exception());
       }
       if (batch.empty()) break;
       ++runners_;
@@ -137,10 +143,7 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
         if (auto* e = std::get_if<std::exception_ptr>(&o)) std::rethrow_exception(*e);
         return std::move(std::get<V>(o));
       }
-      if (consumed_ == pulled_ && (done_input_ || cancelled_) && runners_ == 0) {
-        if (terminal_) std::rethrow_exception(std::exchange(terminal_, nullptr));
-        return std::nullopt;
-      }
+      if (consumed_ == pulled_ && (done_input_ || cancelled_) && runners_ == 0) return std::nullopt;
       if (!deadline) {
         cv_.wait(lock);
       } else if (cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
@@ -207,7 +210,6 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
   std::map<std::size_t, std::variant<V, std::exception_ptr>> outcomes_;
   std::size_t pulled_ = 0, consumed_ = 0, next_ = 0, runners_ = 0;
   bool done_input_ = false, cancelled_ = false;
-  std::exception_ptr terminal_;
 };
 
 }  // namespace detail

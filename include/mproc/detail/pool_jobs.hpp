@@ -470,18 +470,23 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
       return std::nullopt;
     }
     const std::size_t first = pulled_;
-    cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
-    encode_value(cw.writer(), f_);
-    cw.end_callable();
-    for (std::size_t n = 0; n < chunksize_ && pulled_ - consumed_ < window_; ++n) {
-      if (it_ == std::ranges::end(view_)) break;
-      cw.begin_item();
-      encode_item<Item, Unpack>(cw.writer(), *it_);
-      pending_.insert(pulled_);
-      ++pulled_;
-      ++it_;
+    try {
+      cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
+      encode_value(cw.writer(), f_);
+      cw.end_callable();
+      for (std::size_t n = 0; n < chunksize_ && pulled_ - consumed_ < window_; ++n) {
+        if (it_ == std::ranges::end(view_)) break;
+        cw.begin_item();
+        encode_item<Item, Unpack>(cw.writer(), *it_);
+        pending_.insert(pulled_);
+        ++pulled_;
+        ++it_;
+      }
+      if (it_ == std::ranges::end(view_)) input_done_ = true;
+    } catch (...) {
+      input_failed(first, std::current_exception());
+      return std::nullopt;
     }
-    if (it_ == std::ranges::end(view_)) input_done_ = true;
     return first;
   }
   bool input_exhausted() const override {
@@ -580,6 +585,20 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   struct Outcome {
     std::variant<V, std::exception_ptr> v;
   };
+
+  // Reading the input (or encoding an item) threw while the chunk that
+  // starts at `first` was being written. As in Python, that chunk is
+  // dropped and the error takes its place: the consumer gets the results
+  // of every chunk sent before it, then the error, then the end.
+  void input_failed(std::size_t first, std::exception_ptr e) {
+    for (std::size_t i = first; i < pulled_; ++i) pending_.erase(i);
+    pulled_ = first + 1;
+    ++answered_;
+    add_outcome(first, Outcome{std::move(e)});
+    input_done_ = true;
+    arrived_.fetch_add(1, std::memory_order_release);
+    cv_.notify_all();
+  }
 
   void add_outcome(std::size_t index, Outcome&& o) {
     if constexpr (Ordered) {
