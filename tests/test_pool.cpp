@@ -41,6 +41,8 @@
 #include "mproc/async_result.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/pool.hpp"
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
 
 // PoolOptions is filled with designated initializers, leaving the other
 // fields at their defaults, as API.md shows; g++ 12's -Wextra warns about
@@ -826,6 +828,43 @@ TEST_P(Pool, EveryHandOffWorksWithSpinningOff) {
             squares(5000));
   pool.close();
   guarded(pool, "join without spinning", [&] { pool.join(); }).get();
+}
+
+// A task may start processes of its own: a whole Pool, or a Process that
+// answers through a Queue. (Python forbids both: its pool workers are
+// daemonic, and "daemonic processes are not allowed to have children".
+// mproc's children die with their parent, so a worker's children cannot
+// outlive it.)
+long long nested_pool_sum(int n, StartMethod method) {
+  mproc::Pool inner(mproc::PoolOptions<>{.processes = 2, .start_method = method});
+  long long sum = 0;
+  for (int v : inner.map(square, std::views::iota(0, n))) sum += v;
+  inner.close();
+  inner.join();
+  return sum;
+}
+int process_in_worker(int n, StartMethod method) {
+  mproc::Queue<int> q;
+  mproc::Process child(mproc::ProcessOptions{.start_method = method}, [](mproc::Queue<int> out, int k) { out.put(k * 10); },
+                       q, n);
+  child.start();
+  const auto got = q.get(std::chrono::seconds(30));
+  child.join();
+  return got + *child.exitcode();
+}
+
+TEST_P(Pool, ATaskMayStartItsOwnPoolAndProcesses) {
+  mproc::Pool pool(options());
+  const auto sums = guarded(pool, "pools inside tasks", [&] {
+                      return pool.starmap(nested_pool_sum,
+                                          std::vector<std::tuple<int, StartMethod>>{{3, GetParam()}, {10, GetParam()}});
+                    }).get();
+  EXPECT_EQ(sums, (std::vector<long long>{5, 285}));
+  const auto answers = guarded(pool, "processes inside tasks", [&] {
+                         return pool.starmap(process_in_worker,
+                                             std::vector<std::tuple<int, StartMethod>>{{1, GetParam()}, {2, GetParam()}});
+                       }).get();
+  EXPECT_EQ(answers, (std::vector<int>{10, 20}));
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethod, Pool, mproc_test::all_start_methods(), mproc_test::start_method_name);
