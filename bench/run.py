@@ -109,6 +109,11 @@ ROWS: list[Row] = [
         (Target("python", 10, ">= 10x faster than Python"),
          Target("ref", within(1.5), "within 1.5x of 2 raw fork+waitpid")),
         short="W1 Pool start, fork"),
+    Row("W1", "W1 same, vs raw forks from a threaded process", "w1_pool_start", "fork_ms", "ms", "lower",
+        ("fork_waitpid", "fork2_waitpid_threaded_ms"), "2x raw fork+waitpid after a thread",
+        note="the same raw forks once the process has run a second thread (glibc's multi-threaded fork "
+             "path, which a process with a Pool always takes); no target",
+        short="W1 Pool start vs threaded forks"),
     Row("W1", "W1 Pool(2) create+close+join, spawn", "w1_pool_start", "spawn_ms", "ms", "lower",
         targets=(Target("python", 10, ">= 10x faster than Python's spawn pool"),),
         short="W1 Pool start, spawn"),
