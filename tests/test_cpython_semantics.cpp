@@ -890,23 +890,9 @@ TEST_P(CPythonPool, ImapRaisesAnInputExceptionAtOnce) {
 // the chunk being taken when the input failed is dropped and the error
 // takes its place ("SayWhenError seen at start of problematic chunk's
 // results"): failing at 7, 6 results with chunksize 2, 4 with chunksize 4.
-// After the error the iteration ends.
-TEST_P(CPythonPool, ImapYieldsTheResultsBeforeAnInputException) {
-  mproc::Pool pool(options());
-  for (auto [total, when, chunk, results] : {std::tuple{10, 3, std::size_t{1}, 3}, std::tuple{20, 7, std::size_t{2}, 6},
-                                             std::tuple{20, 7, std::size_t{4}, 4}}) {
-    auto it = pool.imap(sqr, throwing_input(total, when), chunk);
-    const ImapOutcome o = drain_imap(it);
-    EXPECT_TRUE(o.said_when) << "chunksize " << chunk;
-    EXPECT_EQ(o.results, results) << "chunksize " << chunk;
-    EXPECT_EQ(it.next(kGuard), std::nullopt) << "chunksize " << chunk;
-  }
-  EXPECT_EQ(pool.apply(sqr, 5), 25);
-}
-
-// The same on threads (CPython runs _TestPool for ThreadPool too).
-TEST(CPythonThreadPool, ImapYieldsTheResultsBeforeAnInputException) {
-  mproc::ThreadPool pool(2);
+// After the error the iteration ends. (Pool or ThreadPool.)
+template <class AnyPool>
+void check_imap_input_exception(AnyPool& pool) {
   for (auto [total, when, chunk, results] : {std::tuple{1, -1, std::size_t{1}, 0}, std::tuple{10, 3, std::size_t{1}, 3},
                                              std::tuple{20, 7, std::size_t{2}, 6}, std::tuple{20, 7, std::size_t{4}, 4}}) {
     auto it = pool.imap(sqr, throwing_input(total, when), chunk);
@@ -916,6 +902,17 @@ TEST(CPythonThreadPool, ImapYieldsTheResultsBeforeAnInputException) {
     EXPECT_EQ(it.next(kGuard), std::nullopt) << "chunksize " << chunk;
   }
   EXPECT_EQ(pool.apply(sqr, 5), 25);
+}
+
+TEST_P(CPythonPool, ImapYieldsTheResultsBeforeAnInputException) {
+  mproc::Pool pool(options());
+  check_imap_input_exception(pool);
+}
+
+// The same on threads (CPython runs _TestPool for ThreadPool too).
+TEST(CPythonThreadPool, ImapYieldsTheResultsBeforeAnInputException) {
+  mproc::ThreadPool pool(2);
+  check_imap_input_exception(pool);
 }
 
 // _TestPool.test_imap_unordered_handle_iterable_exception.
