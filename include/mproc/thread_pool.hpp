@@ -96,11 +96,12 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
 
   void pump() {
     std::unique_lock lock(mu_);
-    while (!done_input_ && !cancelled_ && runners_ < ex_->threads() && pulled_ - consumed_ < window_) {
+    // Whole chunks only (but the input's last), as the process Pool.
+    while (!done_input_ && !cancelled_ && runners_ < ex_->threads() && pulled_ - consumed_ + chunksize_ <= window_) {
       std::vector<std::pair<std::size_t, Item>> batch;
       const std::size_t first = pulled_;
       try {
-        for (std::size_t n = 0; n < chunksize_ && pulled_ - consumed_ < window_; ++n) {
+        for (std::size_t n = 0; n < chunksize_; ++n) {
           if (it_ == std::ranges::end(view_)) break;
           batch.emplace_back(pulled_, make(*it_));
           ++pulled_;

@@ -465,7 +465,10 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     cv_.notify_all();
       return std::nullopt;
     }
-    if (pulled_ - consumed_ >= window_) {
+    // Whole chunks only (but the input's last): a chunk cut short by the
+    // window would be a few items sent on their own, and chunk borders
+    // would move away from multiples of chunksize.
+    if (pulled_ - consumed_ + chunksize_ > window_) {
       starved_ = true;  // the consumer wakes the core once it made room
       return std::nullopt;
     }
@@ -474,7 +477,7 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
       cw.begin(Registered<TaskEntry<F, Item, Unpack>>::key);
       encode_value(cw.writer(), f_);
       cw.end_callable();
-      for (std::size_t n = 0; n < chunksize_ && pulled_ - consumed_ < window_; ++n) {
+      for (std::size_t n = 0; n < chunksize_; ++n) {
         if (it_ == std::ranges::end(view_)) break;
         cw.begin_item();
         encode_item<Item, Unpack>(cw.writer(), *it_);
@@ -615,8 +618,9 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
     ++consumed_;
     ++next_ordered_;
     // The core found the window full: wake it once a quarter of the window
-    // is free again, not for every item (a wake-up costs more than a task).
-    const bool wake = starved_ && pulled_ - consumed_ + std::max<std::size_t>(1, window_ / 4) <= window_;
+    // (and at least a chunk) is free again, not for every item (a wake-up
+    // costs more than a task).
+    const bool wake = starved_ && pulled_ - consumed_ + std::max(chunksize_, window_ / 4) <= window_;
     if (wake) starved_ = false;
     lock.unlock();
     if (wake) core_->wake();  // room for more input
