@@ -16,14 +16,16 @@ constexpr std::uint32_t kMagic = 0x4350524d;  // "MPRC"
 constexpr std::uint16_t kVersion = 1;
 }  // namespace
 
-void encode_child_frame(Writer& w, const Job& job) {
+void encode_child_frame(Writer& w, const Job& job, StartMethod method) {
   w.write_pod(kMagic);
   w.write_pod(kVersion);
   encode(w, job.name);
   encode(w, static_cast<std::int32_t>(::getpid()));
   encode(w, identity().name);
   encode(w, static_cast<std::uint8_t>(job.daemon));
-  encode(w, static_cast<std::uint8_t>(get_start_method()));
+  // The method this child was started with: its own default from then on
+  // (as Python's _force_start_method), whatever this process's default is.
+  encode(w, static_cast<std::uint8_t>(method));
   job.encode(w);
 }
 

@@ -9,7 +9,7 @@ namespace mproc::detail {
 ThreadExecutor::ThreadExecutor(std::size_t threads, std::function<void()> initializer,
                                std::function<void(std::exception_ptr)> on_callback_error)
     : n_(threads), initializer_(std::move(initializer)), callbacks_("mproc::ThreadPool", std::move(on_callback_error)) {
-  if (n_ == 0) throw Error("mproc::ThreadPool: the number of threads must be at least 1");
+  check_pool_size(n_, "mproc::ThreadPool");
   for (std::size_t i = 0; i < n_; ++i) workers_.emplace_back([this] { worker(); });
 }
 

@@ -114,6 +114,16 @@ struct PoolOptions {
   bool progress = false;
 };
 
+// The most workers a Pool or ThreadPool takes: far more than a machine
+// runs usefully, and small enough to catch a negative count converted to
+// std::size_t (Pool(-1)).
+inline constexpr std::size_t kMaxPoolSize = std::size_t{1} << 16;
+
+namespace detail {
+// Throws mproc::Error, naming `who`, unless 1 <= n <= kMaxPoolSize.
+void check_pool_size(std::size_t n, const char* who);
+}  // namespace detail
+
 // How many imap items may be taken from the input ahead of the consumer:
 // enough that every worker can hold a few small chunks (so tiny tasks do
 // not wait for round trips), and a constant, so memory stays flat.
@@ -191,7 +201,7 @@ class Pool {
  public:
   // processes = cpu_count().
   Pool() : Pool(PoolOptions<>{}) {}
-  // Throws mproc::Error if processes == 0.
+  // Throws mproc::Error unless 1 <= processes <= kMaxPoolSize.
   explicit Pool(std::size_t processes) : Pool(make_options(processes)) {}
 
   template <class Init, class InitArgs>
@@ -304,7 +314,7 @@ class Pool {
   struct NoCallbacks {};
 
   static PoolOptions<> make_options(std::size_t processes) {
-    if (processes == 0) throw Error("mproc::Pool: the number of processes must be at least 1");
+    detail::check_pool_size(processes, "mproc::Pool");
     PoolOptions<> o;
     o.processes = processes;
     return o;

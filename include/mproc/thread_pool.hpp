@@ -219,7 +219,7 @@ class ThreadPool {
  public:
   ThreadPool() : ThreadPool(PoolOptions<>{}) {}
   explicit ThreadPool(std::size_t threads) {
-    if (threads == 0) throw Error("mproc::ThreadPool: the number of threads must be at least 1");
+    detail::check_pool_size(threads, "mproc::ThreadPool");
     ex_ = std::make_unique<detail::ThreadExecutor>(threads, nullptr, nullptr);
   }
   template <class Init, class InitArgs>

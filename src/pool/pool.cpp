@@ -2,6 +2,9 @@
 
 #include "mproc/pool.hpp"
 
+#include <limits>
+#include <string>
+
 #include "process_transport.hpp"
 
 namespace mproc {
@@ -21,11 +24,23 @@ std::unique_ptr<detail::Transport> local_processes(const detail::TransportReques
 
 }  // namespace
 
+void detail::check_pool_size(std::size_t n, const char* who) {
+  if (n == 0) throw Error(std::string(who) + ": the number of processes must be at least 1");
+  if (n > kMaxPoolSize) {
+    throw Error(std::string(who) + ": " + std::to_string(n) + " processes asked for; at most " +
+                std::to_string(kMaxPoolSize) + (n > (std::size_t{1} << 63) ? " (a negative number?)" : ""));
+  }
+}
+
 void Pool::start_core(std::size_t processes, StartMethod method, std::size_t maxtasks,
                       std::optional<std::chrono::nanoseconds> timeout, detail::Writer init,
                       std::shared_ptr<const void> keepalive, std::function<void(std::exception_ptr)> on_cb_error,
                       detail::TransportFactory make) {
   if (timeout && timeout->count() <= 0) throw Error("mproc::Pool: task_timeout must be positive");
+  if (processes != 0) detail::check_pool_size(processes, "mproc::Pool");  // 0: the transport's default
+  if (maxtasks > std::numeric_limits<std::uint32_t>::max()) {
+    throw Error("mproc::Pool: maxtasksperchild " + std::to_string(maxtasks) + " is too large (0 means no limit)");
+  }
   detail::TransportRequest request;
   request.processes = processes;
   request.start_method = method;

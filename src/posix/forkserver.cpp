@@ -10,7 +10,12 @@
 //
 // Death: the server dies with the parent (PR_SET_PDEATHSIG), and the
 // children die with the server, so nothing outlives the parent. If the
-// server is found dead, the next launch starts a new one.
+// server is found dead, the next launch starts a new one. (Python lets a
+// dead server's children run on; here they could then outlive the parent,
+// which API.md rules out.) The server ignores SIGINT, as Python's does: a
+// ^C at the terminal reaches the whole process group, and the server going
+// down would take with it children that handle SIGINT themselves. Its
+// children get back the SIGINT disposition the server started with.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -103,7 +108,7 @@ std::vector<int> forkserver_fds() {
 std::unique_ptr<Child> launch_forkserver(const Job& job) {
   require_init("the forkserver start method");
   Writer frame;
-  encode_child_frame(frame, job);
+  encode_child_frame(frame, job, StartMethod::forkserver);
   Server& s = server();
   std::lock_guard lock(s.mu);
   for (int attempt = 0;; ++attempt) {
@@ -134,6 +139,10 @@ std::unique_ptr<Child> launch_forkserver(const Job& job) {
   const pid_t parent = ::getppid();
   UniqueFd sock(fd);
   become_child("ForkServer", true, parent, "MainProcess");
+  struct sigaction ignore{}, sigint_at_start{};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  ::sigaction(SIGINT, &ignore, &sigint_at_start);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -179,6 +188,7 @@ std::unique_ptr<Child> launch_forkserver(const Job& job) {
       if (pid == 0) {
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != server_pid) std::_Exit(1);
+        ::sigaction(SIGINT, &sigint_at_start, nullptr);
         sigprocmask(SIG_UNBLOCK, &chld, nullptr);
         sock.reset();
         sigfd.reset();

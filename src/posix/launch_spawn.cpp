@@ -73,7 +73,7 @@ pid_t spawn_self(int child_end, const char* env_name) {
 std::unique_ptr<Child> launch_spawn(const Job& job) {
   require_init("the spawn start method");
   Writer frame;
-  encode_child_frame(frame, job);  // before starting anything: may throw
+  encode_child_frame(frame, job, StartMethod::spawn);  // before starting anything: may throw
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("mproc: socketpair");
   UniqueFd mine(sv[0]), theirs(sv[1]);

@@ -66,8 +66,9 @@ Identity& identity();
 int run_target(const std::function<void()>& body) noexcept;
 
 // Writes the frame every fresh (spawn/forkserver) child receives: who it is,
+// the start method it was started with (its own default from then on),
 // then the job's own bytes.
-void encode_child_frame(Writer& w, const Job& job);
+void encode_child_frame(Writer& w, const Job& job, StartMethod method);
 
 // The header of a child frame: everything encode_child_frame writes before
 // the job's payload, with the invoker already looked up in the registry.
