@@ -2,8 +2,8 @@
 // (detail::decode_child_frame_header, detail/launch.hpp).
 //
 // A process started with spawn or forkserver learns who it is from the first
-// message it reads: magic, version, its name, the parent's pid and name, the
-// daemon flag, the start method, and the key of the registered invoker to
+// message it reads: magic, version, its name, the parent's pid and name, its
+// identity chain (Process-3:1), the daemon flag, the start method, and the key of the registered invoker to
 // run (looked up with detail::find_invoker). Here arbitrary bytes are
 // decoded as such a header, without adopting the identity or running
 // anything. The promise under test: only SerializationError may come out
@@ -44,13 +44,14 @@ void write_seed(const char* dir, const char* name, bool daemon, F f, Args args) 
   mproc::detail::Job job;
   job.name = name;
   job.daemon = daemon;
+  job.id_chain = {3, 1};
   job.encode = [&](mproc::detail::Writer& w) {
     w.write_pod(mproc::detail::Registered<Entry>::key);
     mproc::detail::encode_value(w, f);
     mproc::detail::encode_value(w, args);
   };
   mproc::detail::Writer frame;
-  mproc::detail::encode_child_frame(frame, job);
+  mproc::detail::encode_child_frame(frame, job, mproc::StartMethod::spawn);
   std::ofstream out(std::string(dir) + "/" + name, std::ios::binary);
   out.write(reinterpret_cast<const char*>(frame.bytes().data()),
             static_cast<std::streamsize>(frame.size()));
@@ -88,6 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto method = static_cast<int>(h.method);
   if (method < 0 || method > 2) bug("decoded an impossible start method");
   if (h.name.size() > size || h.parent_name.size() > size) bug("a name longer than the frame");
+  if (h.id_chain.empty() || h.id_chain.size() * sizeof(std::uint32_t) > size) bug("an impossible identity chain");
   if (r.position() > size) bug("the reader went past the frame");
   return 0;
 }

@@ -13,7 +13,7 @@
 namespace mproc::detail {
 namespace {
 constexpr std::uint32_t kMagic = 0x4350524d;  // "MPRC"
-constexpr std::uint16_t kVersion = 1;
+constexpr std::uint16_t kVersion = 2;  // 2: the identity chain
 }  // namespace
 
 void encode_child_frame(Writer& w, const Job& job, StartMethod method) {
@@ -22,6 +22,7 @@ void encode_child_frame(Writer& w, const Job& job, StartMethod method) {
   encode(w, job.name);
   encode(w, static_cast<std::int32_t>(::getpid()));
   encode(w, identity().name);
+  encode(w, job.id_chain);
   encode(w, static_cast<std::uint8_t>(job.daemon));
   // The method this child was started with: its own default from then on
   // (as Python's _force_start_method), whatever this process's default is.
@@ -36,6 +37,8 @@ void decode_child_frame_header(Reader& r, ChildFrameHeader& out) {
   out.name = decode<std::string>(r);
   out.parent_pid = decode<std::int32_t>(r);
   out.parent_name = decode<std::string>(r);
+  out.id_chain = decode<std::vector<std::uint32_t>>(r);
+  if (out.id_chain.empty()) throw SerializationError("mproc: child frame has an empty identity chain");
   const auto daemon = decode<std::uint8_t>(r);
   if (daemon > 1) throw SerializationError("mproc: child frame has a bad daemon flag");
   out.daemon = daemon != 0;
@@ -52,7 +55,7 @@ int run_child_frame(std::span<const std::byte> bytes, std::span<const int> fds, 
     Reader r(bytes, fds);
     decode_child_frame_header(r, h);
     if (direct && ::getppid() != h.parent_pid) ::_exit(1);  // orphaned before PDEATHSIG was set
-    become_child(h.name, h.daemon, h.parent_pid, h.parent_name);
+    become_child(h.name, h.daemon, h.parent_pid, h.parent_name, h.id_chain);
     set_start_method(h.method, true);
     return run_target([&] {
       Writer unused;

@@ -55,13 +55,6 @@ Children& children() {
   return *c;
 }
 
-std::string default_name() {
-  Identity& id = identity();
-  const int n = ++id.child_counter;
-  if (id.parent_pid == 0) return "Process-" + std::to_string(n);
-  return id.name + ":" + std::to_string(n);
-}
-
 }  // namespace
 
 int run_target(const std::function<void()>& body) noexcept {
@@ -114,8 +107,17 @@ void flush_std_streams() noexcept {
   std::fflush(nullptr);
 }
 
-void become_child(const std::string& name, bool daemon, int parent_pid,
-                  const std::string& parent_name) noexcept {
+std::string chain_name(const char* prefix, const std::vector<std::uint32_t>& chain) {
+  std::string name = std::string(prefix) + "-";
+  for (std::size_t i = 0; i < chain.size(); ++i) {
+    if (i > 0) name += ':';
+    name += std::to_string(chain[i]);
+  }
+  return name;
+}
+
+void become_child(const std::string& name, bool daemon, int parent_pid, const std::string& parent_name,
+                  const std::vector<std::uint32_t>& id_chain) noexcept {
   // The list belongs to the parent; its lock may have been held by another
   // parent thread at the fork, so replace it instead of locking it.
   Children& c = children();
@@ -126,7 +128,8 @@ void become_child(const std::string& name, bool daemon, int parent_pid,
   id.daemon = daemon;
   id.parent_pid = parent_pid;
   id.parent_name = parent_name;
-  id.child_counter = 0;
+  id.id_chain = id_chain;
+  id.child_counter.store(0, std::memory_order_relaxed);
 }
 
 void die_with_parent(int parent_pid) noexcept {
@@ -163,7 +166,11 @@ Process& Process::operator=(Process&& other) noexcept {
 
 Process::Process(ProcessOptions options, detail::Job job)
     : impl_(std::make_unique<detail::ProcessImpl>(std::move(options), std::move(job))) {
-  if (impl_->options.name.empty()) impl_->options.name = detail::default_name();
+  // Every Process takes a number, named or not (as in Python).
+  detail::Identity& id = detail::identity();
+  impl_->job.id_chain = id.id_chain;
+  impl_->job.id_chain.push_back(id.child_counter.fetch_add(1, std::memory_order_relaxed) + 1);
+  if (impl_->options.name.empty()) impl_->options.name = detail::chain_name("Process", impl_->job.id_chain);
 }
 
 Process::~Process() {

@@ -273,10 +273,7 @@ void noop() {}
 // default name after a custom-named Process skips its number, and the
 // children of a custom-named child are named "Process-<its number>:1"
 // (from _identity, not from the custom name).
-// MISMATCH: CPython: Process-N, Process(name='custom'), Process() ->
-// "Process-(N+2)", and custom's children are "Process-(N+1):1" vs mproc:
-// "Process-(N+1)", and custom's children are "custom:1".
-TEST_P(CPythonProcess2, DISABLED_CustomNamedProcessesStillTakeANumber) {
+TEST_P(CPythonProcess2, CustomNamedProcessesStillTakeANumber) {
   mproc::Process a(opts(GetParam()), noop);
   mproc::Process custom(opts(GetParam(), "custom"), noop);
   mproc::Process c(opts(GetParam()), noop);

@@ -2,6 +2,7 @@
 
 #include "mproc/detail/pool_core.hpp"
 
+#include <signal.h>
 #include <time.h>
 
 #include <cstdio>
@@ -22,7 +23,11 @@ constexpr auto kQuickTurn = std::chrono::milliseconds(1);
 // Buffers of finished chunks kept for reuse: at most 2 per worker, none
 // over this size.
 constexpr std::size_t kMaxSpareBuffer = std::size_t{64} << 20;
-constexpr int kMaxStartupDeaths = 8;
+// Workers that die before finishing a chunk, in a row, break the pool once
+// their weights reach this: 8 that crashed or never started, or 64 killed
+// by SIGKILL from outside (see on_death).
+constexpr int kMaxStartupDeaths = 64;
+constexpr int kStartupCrashWeight = 8;
 // Events handled between two dispatches at most (so that a flood of
 // results cannot starve the sending of new chunks).
 constexpr int kMaxEventsPerRound = 64;
@@ -601,10 +606,16 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
   for (const auto& job : touched) finish_job_if_done(job);
 
   // A worker that dies before ever finishing a chunk, again and again (a
-  // crashing initializer, a broken spawn), would otherwise be restarted
-  // forever: after a few in a row the pool is declared broken.
+  // crashing initializer, a broken spawn, one that never starts) would
+  // otherwise be restarted forever: after a few in a row the pool is
+  // declared broken. A SIGKILL from outside (the OOM killer, a user, a
+  // chaos test killing workers at random, which under spawn often hits one
+  // still starting) says little about the start itself: it takes a long
+  // run of those.
   if (!expected && !worked && e.exit_code != 0) {
-    if (++startup_deaths_ >= kMaxStartupDeaths) {
+    const bool killed_from_outside = e.exit_code == -SIGKILL && !e.never_started;
+    startup_deaths_ += killed_from_outside ? 1 : kStartupCrashWeight;
+    if (startup_deaths_ >= kMaxStartupDeaths) {
       std::lock_guard lock(mu_);
       if (!broken_) {
         broken_ = std::make_exception_ptr(WorkerLostError(

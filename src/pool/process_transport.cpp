@@ -39,7 +39,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
+#include <utility>
 
 #include "mproc/detail/mail_link.hpp"
 #include "mproc/detail/spin.hpp"
@@ -116,9 +118,6 @@ class ProcessTransport final : public Transport {
       from_bulk.reset();
     }
     ProcessOptions po;
-    // Python's names: ForkPoolWorker-1, SpawnPoolWorker-2, ForkServerPoolWorker-3.
-    static constexpr const char* kPrefix[] = {"ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker"};
-    po.name = std::string(kPrefix[static_cast<int>(options_.start_method)]) + "-" + std::to_string(++started_);
     po.daemon = true;
     po.start_method = options_.start_method;
     // The target is a captureless lambda: it is identified by its type, so
@@ -128,6 +127,10 @@ class ProcessTransport final : public Transport {
                 pool_worker_main(std::move(sock), std::move(bell), std::move(pool_bell), std::move(region), cfg);
               },
               theirs, their_bell, pool_bell, RegionHandle(region_), config);
+    // Python's names: the Process's number with "PoolWorker" for "Process"
+    // (ForkPoolWorker-3, SpawnPoolWorker-1:4, ForkServerPoolWorker-7).
+    static constexpr const char* kPrefix[] = {"ForkPoolWorker", "SpawnPoolWorker", "ForkServerPoolWorker"};
+    p.set_name(kPrefix[static_cast<int>(options_.start_method)] + p.name().substr(std::strlen("Process")));
     WorkerProgress* progress = region_->as<WorkerProgress>(layout_.progress(slot));
     progress->running.store(0);
     progress->chunk_id.store(0);
@@ -230,6 +233,7 @@ class ProcessTransport final : public Transport {
         d.slot = who[i];
         d.exit_code = code;
         d.death = describe_exit(code);
+        d.never_started = std::exchange(s.killed_unborn, false);
         return d;
       }
     }
@@ -273,6 +277,7 @@ class ProcessTransport final : public Transport {
     bool eof = false;  // the socket ended (the worker is dying)
     std::chrono::steady_clock::time_point born;
     bool watched = false;  // not known to be ready yet
+    bool killed_unborn = false;  // the birth watchdog killed it
   };
 
   void send_to(std::size_t slot, std::span<const std::byte> bytes, std::span<const int> fds) {
@@ -333,6 +338,7 @@ class ProcessTransport final : public Transport {
       if (now >= limit) {
         s.watched = false;
         --watched_;
+        s.killed_unborn = true;
         s.process.kill();  // its death is reported like any other
         continue;
       }
@@ -377,7 +383,6 @@ class ProcessTransport final : public Transport {
   std::vector<pollfd> pfds_;  // wait()'s, reused
   std::vector<std::size_t> who_;
   std::size_t next_ = 0;
-  std::uint64_t started_ = 0;
   std::size_t watched_ = 0;  // slots whose worker is not known to be ready
   // Spin only until then (CLOCK_MONOTONIC): a task went out or a message
   // came in shortly before.

@@ -138,7 +138,7 @@ std::unique_ptr<Child> launch_forkserver(const Job& job) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const pid_t parent = ::getppid();
   UniqueFd sock(fd);
-  become_child("ForkServer", true, parent, "MainProcess");
+  become_child("ForkServer", true, parent, "MainProcess", {});
   struct sigaction ignore{}, sigint_at_start{};
   ignore.sa_handler = SIG_IGN;
   sigemptyset(&ignore.sa_mask);

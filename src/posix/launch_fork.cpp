@@ -98,7 +98,7 @@ std::unique_ptr<Child> launch_fork(const Job& job) {
     if (pid == 0) {
       die_with_parent(parent);
       pthread_sigmask(SIG_SETMASK, &caller, nullptr);
-      become_child(job.name, job.daemon, parent, parent_name);
+      become_child(job.name, job.daemon, parent, parent_name, job.id_chain);
       set_start_method(StartMethod::fork, true);  // the child's default, as in Python (atomics: no lock)
       const int code = run_target(job.run_here);
       if (calls.exit != nullptr) calls.exit(code);

@@ -10,6 +10,8 @@
 // returns a Child: the parent's view of one started process.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -26,6 +28,9 @@ namespace mproc::detail {
 struct Job {
   std::string name;
   bool daemon = false;
+  // The child's place among processes, as Python's _identity: its
+  // parent's chain and then its own number (see Identity).
+  std::vector<std::uint32_t> id_chain;
   // fork: runs in the child; its return is ignored, an exception is printed.
   std::function<void()> run_here;
   // spawn/forkserver: writes the invoker key and payload (see child_main).
@@ -56,9 +61,18 @@ struct Identity {
   int parent_pid = 0;  // 0 in the main process
   std::string parent_name;
   bool daemon = false;
-  int child_counter = 0;  // for the default names of our own children
+  // As Python's _identity: empty in the main process; a child's is its
+  // parent's and then the number its parent gave it. Every Process made
+  // here takes the next number of child_counter, named or not, and a
+  // default name is "Process-" and the chain joined by ':' (Process-3,
+  // Process-3:1).
+  std::vector<std::uint32_t> id_chain;
+  std::atomic<std::uint32_t> child_counter{0};
 };
 Identity& identity();
+
+// "<prefix>-" and `chain` joined by ':' ("Process-3:1").
+std::string chain_name(const char* prefix, const std::vector<std::uint32_t>& chain);
 
 // Runs `body` the way a child runs its target: returns 0 if it returns, or
 // prints the exception (type, what, stack) to stderr under a
@@ -76,6 +90,7 @@ struct ChildFrameHeader {
   std::string name;
   int parent_pid = 0;
   std::string parent_name;
+  std::vector<std::uint32_t> id_chain;  // never empty
   bool daemon = false;
   StartMethod method = StartMethod::fork;
   Invoker invoker = nullptr;
@@ -100,9 +115,10 @@ int run_child_frame(std::span<const std::byte> bytes, std::span<const int> fds, 
 void die_with_parent(int parent_pid) noexcept;
 
 // In a freshly forked child: forget the parent's children (they are not
-// ours) and take on the identity of a child named `name`.
-void become_child(const std::string& name, bool daemon, int parent_pid,
-                  const std::string& parent_name) noexcept;
+// ours) and take on the identity of a child named `name`, numbered
+// `id_chain` (Identity).
+void become_child(const std::string& name, bool daemon, int parent_pid, const std::string& parent_name,
+                  const std::vector<std::uint32_t>& id_chain) noexcept;
 
 // What mproc keeps open for the life of the process, on purpose (for leak
 // checks in tests): the forkserver's pid (0 if none) and its descriptors.

@@ -46,6 +46,7 @@ class Transport {
     Message message;          // for `message`
     std::string death;        // for `died`: "SIGKILL", "exit code 3", ...
     int exit_code = 0;        // for `died`: Python convention (-N = signal N)
+    bool never_started = false;  // for `died`: killed for not starting in time
   };
 
   virtual ~Transport() = default;
