@@ -34,6 +34,7 @@
 #include <gtest/gtest.h>
 
 #include "helpers/pool_support.hpp"
+#include "helpers/process_support.hpp"
 #include "helpers/test_support.hpp"
 #include "mproc/mproc.hpp"
 
@@ -55,50 +56,16 @@ namespace {
 using cpython_test_types::SayWhenError;
 using mproc::StartMethod;
 using mproc_test::guarded;
+using mproc_test::join_guarded;
 using mproc_test::kGuard;
+using mproc_test::process_options;
+using mproc_test::KillAtScopeEnd;
+using mproc_test::wait_for_go;
 using mproc_test::TempDir;
 using mproc_test::wait_until;
 using namespace std::chrono_literals;
 
 // ------------------------------------------------------------- helpers ---
-
-mproc::ProcessOptions opts(StartMethod m) {
-  mproc::ProcessOptions o;
-  o.start_method = m;
-  return o;
-}
-
-// Joins `p` within the guard (killing it if it does not end) and returns
-// its exit code; nullopt if it hung.
-std::optional<int> join_guarded(mproc::Process& p) {
-  if (!p.join(kGuard)) {
-    ADD_FAILURE() << "child did not end within " << kGuard.count() << " s";
-    p.kill();
-    p.join(kGuard);
-    return std::nullopt;
-  }
-  return p.exitcode();
-}
-
-// Kills a still-running child when the scope ends (an early ASSERT return
-// must not leave ~Process joining a child that waits forever).
-class KillAtScopeEnd {
- public:
-  explicit KillAtScopeEnd(std::vector<mproc::Process>& ps) : ps_(ps) {}
-  ~KillAtScopeEnd() {
-    for (auto& p : ps_) {
-      try {
-        if (p.pid() != 0 && p.is_alive()) p.kill();
-      } catch (...) {
-      }
-    }
-  }
-  KillAtScopeEnd(const KillAtScopeEnd&) = delete;
-  KillAtScopeEnd& operator=(const KillAtScopeEnd&) = delete;
-
- private:
-  std::vector<mproc::Process>& ps_;
-};
 
 std::vector<std::byte> bytes_of(const std::string& s) {
   std::vector<std::byte> out(s.size());
@@ -126,9 +93,6 @@ bool returns_within_guard(Fn fn) {
 
 // ------------------------------------------------------- child targets ---
 
-void wait_for_go(std::string go) {
-  if (!mproc_test::wait_for_path(go, 2 * kGuard)) ::_exit(98);
-}
 void sleep_long() {
   for (int i = 0; i < 1200; ++i) ::usleep(50 * 1000);
   ::_exit(97);
@@ -221,21 +185,37 @@ void barrier_passes(mproc::Barrier barrier, int passes, mproc::Connection<int> c
 }
 
 // _TestValue._test.
-void set_values(mproc::Value<int> i, mproc::Value<double> d, mproc::Value<short> h, mproc::Value<long long> q,
-                mproc::Value<char> c) {
+template <template <class> class V>
+void set_values(V<int> i, V<double> d, V<short> h, V<long long> q, V<char> c) {
   i.store(24234);
   d.store(-4.25);
   h.store(234);
   q.store(1LL << 34);
   c.store('y');
 }
-void set_raw_values(mproc::RawValue<int> i, mproc::RawValue<double> d, mproc::RawValue<short> h,
-                    mproc::RawValue<long long> q, mproc::RawValue<char> c) {
-  i.store(24234);
-  d.store(-4.25);
-  h.store(234);
-  q.store(1LL << 34);
-  c.store('y');
+
+// Values of five types set in the parent, changed by a child (Value or
+// RawValue).
+template <template <class> class V>
+void check_values_set_in_a_child(StartMethod m) {
+  V<int> i(4343);
+  V<double> d(3.625);
+  V<short> h(-232);
+  V<long long> q(1LL << 33);
+  V<char> c('x');
+  EXPECT_EQ(i.load(), 4343);
+  EXPECT_EQ(d.load(), 3.625);
+  EXPECT_EQ(h.load(), -232);
+  EXPECT_EQ(q.load(), 1LL << 33);
+  EXPECT_EQ(c.load(), 'x');
+  mproc::Process p(process_options(m), set_values<V>, i, d, h, q, c);
+  p.start();
+  ASSERT_EQ(join_guarded(p), 0);
+  EXPECT_EQ(i.load(), 24234);
+  EXPECT_EQ(d.load(), -4.25);
+  EXPECT_EQ(h.load(), 234);
+  EXPECT_EQ(q.load(), 1LL << 34);
+  EXPECT_EQ(c.load(), 'y');
 }
 
 // _TestArray.f: prefix sums in place.
@@ -285,7 +265,7 @@ class CPythonProcess : public ::testing::TestWithParam<StartMethod> {};
 void check_short_join_while_running(StartMethod m, std::chrono::milliseconds timeout) {
   TempDir dir;
   std::vector<mproc::Process> ps;
-  ps.emplace_back(opts(m), wait_for_go, dir.file("go"));
+  ps.emplace_back(process_options(m), wait_for_go, dir.file("go"));
   KillAtScopeEnd killer(ps);
   mproc::Process& p = ps[0];
   p.start();
@@ -321,7 +301,7 @@ TEST_P(CPythonProcess, JoinWithNegativeTimeoutReturnsAtOnceWhileRunning) {
 // start() all end with exit code -SIGTERM.
 TEST_P(CPythonProcess, TerminateRightAfterStartGivesMinusSigterm) {
   std::vector<mproc::Process> ps;
-  for (int i = 0; i < 4; ++i) ps.emplace_back(opts(GetParam()), sleep_long);
+  for (int i = 0; i < 4; ++i) ps.emplace_back(process_options(GetParam()), sleep_long);
   KillAtScopeEnd killer(ps);
   for (auto& p : ps) p.start();
   for (auto& p : ps) p.terminate();
@@ -333,7 +313,7 @@ TEST_P(CPythonProcess, TerminateRightAfterStartGivesMinusSigterm) {
 TEST_P(CPythonProcess, SentinelBeforeStartThrowsAndIsReadyOnlyAfterTheEnd) {
   TempDir dir;
   std::vector<mproc::Process> ps;
-  ps.emplace_back(opts(GetParam()), wait_for_go, dir.file("go"));
+  ps.emplace_back(process_options(GetParam()), wait_for_go, dir.file("go"));
   KillAtScopeEnd killer(ps);
   mproc::Process& p = ps[0];
   EXPECT_THROW((void)p.sentinel(), mproc::Error);
@@ -349,7 +329,7 @@ TEST_P(CPythonProcess, SentinelBeforeStartThrowsAndIsReadyOnlyAfterTheEnd) {
 // The C++ spelling of sys.exit is std::exit.
 TEST_P(CPythonProcess, StdExitInTheTargetGivesItsCode) {
   for (int code : {8, 0, 1}) {
-    mproc::Process p(opts(GetParam()), exit_via_std_exit, code);
+    mproc::Process p(process_options(GetParam()), exit_via_std_exit, code);
     p.start();
     EXPECT_EQ(join_guarded(p), code) << "std::exit(" << code << ")";
   }
@@ -358,7 +338,7 @@ TEST_P(CPythonProcess, StdExitInTheTargetGivesItsCode) {
 // _TestProcess.test_error_on_stdio_flush_2: a child that breaks its own
 // standard streams still ends normally.
 TEST_P(CPythonProcess, ChildClosingItsStdStreamsStillExitsZero) {
-  mproc::Process p(opts(GetParam()), close_std_streams_and_return);
+  mproc::Process p(process_options(GetParam()), close_std_streams_and_return);
   p.start();
   EXPECT_EQ(join_guarded(p), 0);
 }
@@ -369,7 +349,7 @@ TEST_P(CPythonProcess, ChildClosingItsStdStreamsStillExitsZero) {
 TEST_P(CPythonProcess, SigintToAChildWithoutAHandlerGivesMinusSigint) {
   TempDir dir;
   std::vector<mproc::Process> ps;
-  ps.emplace_back(opts(GetParam()), write_pid_then_sleep, dir.file("pid"));
+  ps.emplace_back(process_options(GetParam()), write_pid_then_sleep, dir.file("pid"));
   KillAtScopeEnd killer(ps);
   mproc::Process& p = ps[0];
   p.start();
@@ -390,7 +370,7 @@ class CPythonQueue : public ::testing::TestWithParam<StartMethod> {};
 TEST_P(CPythonQueue, ItemsOfParentAndChildArriveInOrderThenEmpty) {
   mproc::Queue<int> q;
   for (int i = 0; i < 10; ++i) q.put(i);
-  mproc::Process p(opts(GetParam()), put_ten_to_nineteen, q);
+  mproc::Process p(process_options(GetParam()), put_ten_to_nineteen, q);
   p.start();
   for (int i = 0; i < 20; ++i) ASSERT_EQ(q.get(kGuard), i);
   EXPECT_THROW((void)q.get_nowait(), mproc::Empty);
@@ -403,7 +383,7 @@ TEST_P(CPythonQueue, FullAndEmptyFollowAConsumerInAnotherProcess) {
   constexpr int kMax = 6;
   mproc::Queue<int> q(kMax);
   mproc::Event child_can_start, parent_can_continue;
-  mproc::Process p(opts(GetParam()), drain_six, q, child_can_start, parent_can_continue);
+  mproc::Process p(process_options(GetParam()), drain_six, q, child_can_start, parent_can_continue);
   p.start();
   EXPECT_TRUE(q.empty());
   EXPECT_FALSE(q.full());
@@ -430,7 +410,7 @@ TEST_P(CPythonQueue, FullAndEmptyFollowAConsumerInAnotherProcess) {
 TEST_P(CPythonQueue, SimpleQueueEmptyInParentAndChild) {
   mproc::SimpleQueue<bool> q;
   mproc::Event child_can_start, parent_can_continue;
-  mproc::Process p(opts(GetParam()), put_emptiness_twice, q, child_can_start, parent_can_continue);
+  mproc::Process p(process_options(GetParam()), put_emptiness_twice, q, child_can_start, parent_can_continue);
   p.start();
   EXPECT_TRUE(q.empty());
   child_can_start.set();
@@ -511,7 +491,7 @@ TEST_P(CPythonLock, RLockCannotBeReleasedByAnotherProcess) {
   mproc::RLock lock;
   lock.acquire();
   lock.acquire();
-  mproc::Process p(opts(GetParam()), try_release_foreign_rlock, lock);
+  mproc::Process p(process_options(GetParam()), try_release_foreign_rlock, lock);
   p.start();
   EXPECT_EQ(join_guarded(p), 0) << "1: the release succeeded; 2: it threw something other than mproc::Error; "
                                    "3: the child could take the parent's RLock";
@@ -536,7 +516,7 @@ struct CondCounters {
 void start_waiters(StartMethod m, mproc::Condition& cond, CondCounters& c, int n, int timeout_ms,
                    std::vector<mproc::Process>& ps, std::vector<std::thread>& ts) {
   for (int i = 0; i < n; ++i) {
-    ps.emplace_back(opts(m), cond_waiter, cond, c.sleeping, c.woken, c.timed_out, timeout_ms);
+    ps.emplace_back(process_options(m), cond_waiter, cond, c.sleeping, c.woken, c.timed_out, timeout_ms);
     ps.back().start();
     ts.emplace_back(cond_waiter, cond, c.sleeping, c.woken, c.timed_out, timeout_ms);
   }
@@ -629,7 +609,7 @@ TEST_P(CPythonCondition, TimedOutWaitersLeaveNoWakeUpBehind) {
 TEST_P(CPythonCondition, WaitForAcrossProcesses) {
   mproc::Condition cond;
   mproc::Value<int> state(-1);
-  mproc::Process p(opts(GetParam()), waitfor_child, cond, state);
+  mproc::Process p(process_options(GetParam()), waitfor_child, cond, state);
   p.start();
   {
     std::unique_lock g(cond);
@@ -651,7 +631,7 @@ TEST_P(CPythonCondition, WaitForTimeoutReturnsFalseAcrossProcesses) {
   mproc::Condition cond;
   mproc::Value<int> state(0);
   mproc::Semaphore sem(0);
-  mproc::Process p(opts(GetParam()), waitfor_timeout_child, cond, state, sem);
+  mproc::Process p(process_options(GetParam()), waitfor_timeout_child, cond, state, sem);
   p.start();
   ASSERT_TRUE(sem.acquire(kGuard));
   for (int i = 0; i < 3; ++i) {
@@ -681,7 +661,7 @@ TEST_P(CPythonBarrier, PassesInLockstep) {
   std::vector<mproc::Process> ps;
   KillAtScopeEnd killer(ps);
   for (int j = 0; j < kParties; ++j) {
-    ps.emplace_back(opts(GetParam()), barrier_passes, barrier, kPasses, w, lock);
+    ps.emplace_back(process_options(GetParam()), barrier_passes, barrier, kPasses, w, lock);
     ps.back().start();
   }
   for (int i = 0; i < kPasses; ++i) {
@@ -721,38 +701,8 @@ class CPythonShared : public ::testing::TestWithParam<StartMethod> {};
 // _TestValue.test_value / test_rawvalue: values of several types set in a
 // child are seen by the parent.
 TEST_P(CPythonShared, ValuesOfSeveralTypesSetInAChild) {
-  mproc::Value<int> i(4343);
-  mproc::Value<double> d(3.625);
-  mproc::Value<short> h(-232);
-  mproc::Value<long long> q(1LL << 33);
-  mproc::Value<char> c('x');
-  EXPECT_EQ(i.load(), 4343);
-  EXPECT_EQ(d.load(), 3.625);
-  EXPECT_EQ(h.load(), -232);
-  EXPECT_EQ(q.load(), 1LL << 33);
-  EXPECT_EQ(c.load(), 'x');
-  mproc::Process p(opts(GetParam()), set_values, i, d, h, q, c);
-  p.start();
-  ASSERT_EQ(join_guarded(p), 0);
-  EXPECT_EQ(i.load(), 24234);
-  EXPECT_EQ(d.load(), -4.25);
-  EXPECT_EQ(h.load(), 234);
-  EXPECT_EQ(q.load(), 1LL << 34);
-  EXPECT_EQ(c.load(), 'y');
-
-  mproc::RawValue<int> ri(4343);
-  mproc::RawValue<double> rd(3.625);
-  mproc::RawValue<short> rh(-232);
-  mproc::RawValue<long long> rq(1LL << 33);
-  mproc::RawValue<char> rc('x');
-  mproc::Process p2(opts(GetParam()), set_raw_values, ri, rd, rh, rq, rc);
-  p2.start();
-  ASSERT_EQ(join_guarded(p2), 0);
-  EXPECT_EQ(ri.load(), 24234);
-  EXPECT_EQ(rd.load(), -4.25);
-  EXPECT_EQ(rh.load(), 234);
-  EXPECT_EQ(rq.load(), 1LL << 34);
-  EXPECT_EQ(rc.load(), 'y');
+  check_values_set_in_a_child<mproc::Value>(GetParam());
+  check_values_set_in_a_child<mproc::RawValue>(GetParam());
 }
 
 // _TestArray.test_array / test_rawarray: a child computes prefix sums in
@@ -767,11 +717,11 @@ TEST_P(CPythonShared, ArrayPrefixSumsComputedInAChild) {
   for (int k = 4; k < 8; ++k) raw[static_cast<std::size_t>(k)] = k - 3;
   EXPECT_TRUE(std::equal(arr.begin(), arr.end(), seq.begin(), seq.end()));
   for (std::size_t k = 1; k < seq.size(); ++k) seq[k] += seq[k - 1];
-  mproc::Process p(opts(GetParam()), prefix_sums, arr);
+  mproc::Process p(process_options(GetParam()), prefix_sums, arr);
   p.start();
   ASSERT_EQ(join_guarded(p), 0);
   EXPECT_TRUE(std::equal(arr.begin(), arr.end(), seq.begin(), seq.end()));
-  mproc::Process p2(opts(GetParam()), prefix_sums_raw, raw);
+  mproc::Process p2(process_options(GetParam()), prefix_sums_raw, raw);
   p2.start();
   ASSERT_EQ(join_guarded(p2), 0);
   EXPECT_TRUE(std::equal(raw.begin(), raw.end(), seq.begin(), seq.end()));
@@ -1046,7 +996,7 @@ class CPythonConnection : public ::testing::TestWithParam<StartMethod> {};
 TEST_P(CPythonConnection, StringsIncludingEmptyOnesArriveInOrder) {
   const std::vector<std::string> strings{"hello", "", "a", "b", "", "bye", "", "lop"};
   auto [a, b] = mproc::Pipe<std::string>();
-  mproc::Process p(opts(GetParam()), send_strings, b, strings);
+  mproc::Process p(process_options(GetParam()), send_strings, b, strings);
   p.start();
   for (const auto& s : strings) {
     ASSERT_TRUE(a.poll(kGuard));
@@ -1059,7 +1009,7 @@ TEST_P(CPythonConnection, StringsIncludingEmptyOnesArriveInOrder) {
 // message (or part of one) away from the pipe.
 TEST_P(CPythonConnection, PollInAnotherProcessConsumesNothing) {
   auto [r, w] = mproc::Pipe<std::string>(false);
-  mproc::Process p(opts(GetParam()), poll_only, r);
+  mproc::Process p(process_options(GetParam()), poll_only, r);
   p.start();
   w.send_bytes(bytes_of("first"));
   w.send_bytes(bytes_of("second"));
@@ -1081,7 +1031,7 @@ TEST_P(CPythonConnection, MessagesAreNotMerged) {
   auto [a, b] = mproc::Pipe<std::string>();
   EXPECT_FALSE(a.poll(0ms));
   EXPECT_FALSE(a.poll(50ms));
-  mproc::Process p(opts(GetParam()), send_a_b_cd, b);
+  mproc::Process p(process_options(GetParam()), send_a_b_cd, b);
   p.start();
   ASSERT_TRUE(a.poll(kGuard));
   EXPECT_EQ(string_of(a.recv_bytes()), "a");
@@ -1099,7 +1049,7 @@ TEST_P(CPythonConnection, MessagesAreNotMerged) {
 // child's end right after start(); the child's end still works.
 TEST_P(CPythonConnection, ParentClosesTheChildsEndRightAfterStart) {
   auto [conn, child_conn] = mproc::Pipe<std::string>();
-  mproc::Process p(opts(GetParam()), echo_bytes, child_conn);
+  mproc::Process p(process_options(GetParam()), echo_bytes, child_conn);
   p.start();
   child_conn.close();
   conn.send_bytes(bytes_of("hello"));

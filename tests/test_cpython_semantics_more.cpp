@@ -37,6 +37,7 @@
 #include <gtest/gtest.h>
 
 #include "helpers/pool_support.hpp"
+#include "helpers/process_support.hpp"
 #include "helpers/test_support.hpp"
 #include "mproc/mproc.hpp"
 
@@ -48,51 +49,16 @@ namespace {
 
 using mproc::StartMethod;
 using mproc_test::guarded;
+using mproc_test::join_guarded;
 using mproc_test::kGuard;
+using mproc_test::process_options;
+using mproc_test::KillAtScopeEnd;
+using mproc_test::wait_for_go;
 using mproc_test::TempDir;
 using mproc_test::wait_until;
 using namespace std::chrono_literals;
 
 // ------------------------------------------------------------- helpers ---
-
-mproc::ProcessOptions opts(StartMethod m, std::string name = {}) {
-  mproc::ProcessOptions o;
-  o.start_method = m;
-  o.name = std::move(name);
-  return o;
-}
-
-// Joins `p` within the guard (killing it if it does not end) and returns
-// its exit code; nullopt if it hung.
-std::optional<int> join_guarded(mproc::Process& p) {
-  if (!p.join(kGuard)) {
-    ADD_FAILURE() << "child did not end within " << kGuard.count() << " s";
-    p.kill();
-    p.join(kGuard);
-    return std::nullopt;
-  }
-  return p.exitcode();
-}
-
-// Kills still-running children when the scope ends (an early ASSERT return
-// must not leave ~Process joining a child that waits forever).
-class KillAtScopeEnd {
- public:
-  explicit KillAtScopeEnd(std::vector<mproc::Process>& ps) : ps_(ps) {}
-  ~KillAtScopeEnd() {
-    for (auto& p : ps_) {
-      try {
-        if (p.pid() != 0 && p.is_alive()) p.kill();
-      } catch (...) {
-      }
-    }
-  }
-  KillAtScopeEnd(const KillAtScopeEnd&) = delete;
-  KillAtScopeEnd& operator=(const KillAtScopeEnd&) = delete;
-
- private:
-  std::vector<mproc::Process>& ps_;
-};
 
 // Puts the process-wide start method back to fork (the default) at scope
 // end, so a test that changes it cannot change the tests after it.
@@ -100,9 +66,6 @@ struct RestoreStartMethod {
   ~RestoreStartMethod() { mproc::set_start_method(StartMethod::fork, true); }
 };
 
-void wait_for_go(std::string go) {
-  if (!mproc_test::wait_for_path(go, 2 * kGuard)) ::_exit(98);
-}
 
 // ======================================================== _TestProcess ===
 
@@ -122,7 +85,7 @@ bool recurse(mproc::Connection<std::vector<int>> w, std::vector<int> id, StartMe
     for (int i = 0; i < 2; ++i) {
       std::vector<int> next = id;
       next.push_back(i);
-      mproc::Process p(opts(m), recurse_child, w, next, m);
+      mproc::Process p(process_options(m), recurse_child, w, next, m);
       p.start();
       if (!p.join(2 * kGuard)) {
         p.kill();
@@ -159,7 +122,7 @@ void report_identity(mproc::Connection<Identity> w) {
 void report_then_start_two(mproc::Connection<Identity> w, StartMethod m) {
   report_identity(w);
   for (int i = 0; i < 2; ++i) {
-    mproc::Process p(opts(m), report_identity, w);
+    mproc::Process p(process_options(m), report_identity, w);
     p.start();
     if (!p.join(2 * kGuard) || p.exitcode() != 0) ::_exit(5);
   }
@@ -171,7 +134,7 @@ void report_then_start_two(mproc::Connection<Identity> w, StartMethod m) {
 // and their parent_process() is that child.
 TEST_P(CPythonProcess2, GrandchildrenAreNamedAfterTheirParentAndSeeIt) {
   auto [r, w] = mproc::Pipe<Identity>(false);
-  mproc::Process p(opts(GetParam()), report_then_start_two, w, GetParam());
+  mproc::Process p(process_options(GetParam()), report_then_start_two, w, GetParam());
   p.start();
   std::vector<Identity> got;
   for (int i = 0; i < 3; ++i) {
@@ -191,7 +154,7 @@ void put_and_nest_once(mproc::Queue<int> q, StartMethod m);
 void put_one(mproc::Queue<int> q) { q.put(1); }
 void put_and_nest_once(mproc::Queue<int> q, StartMethod m) {
   q.put(2);
-  mproc::Process p(opts(m), put_one, q);
+  mproc::Process p(process_options(m), put_one, q);
   p.start();
   if (!p.join(2 * kGuard) || p.exitcode() != 0) ::_exit(5);
 }
@@ -200,7 +163,7 @@ void put_and_nest_once(mproc::Queue<int> q, StartMethod m) {
 // own arguments (here a Queue) on to a process it starts.
 TEST_P(CPythonProcess2, ChildPassesItsQueueArgumentToAGrandchild) {
   mproc::Queue<int> q;
-  mproc::Process p(opts(GetParam()), put_and_nest_once, q, GetParam());
+  mproc::Process p(process_options(GetParam()), put_and_nest_once, q, GetParam());
   p.start();
   EXPECT_EQ(join_guarded(p), 0);
   std::multiset<int> got;
@@ -225,7 +188,7 @@ TEST_P(CPythonProcess2, PoolInsideAChild) {
     GTEST_SKIP() << "see pool_support.hpp";
   }
   auto [r, w] = mproc::Pipe<std::vector<int>>(false);
-  mproc::Process p(opts(GetParam()), pool_in_process, w, GetParam());
+  mproc::Process p(process_options(GetParam()), pool_in_process, w, GetParam());
   p.start();
   ASSERT_TRUE(r.poll(kGuard));
   EXPECT_EQ(r.recv(), (std::vector<int>{1, 4, 9, 16, 25, 36, 49}));
@@ -256,7 +219,7 @@ void check_child_reports_its_own_method(StartMethod m) {
   RestoreStartMethod restore;
   mproc::set_start_method(m == StartMethod::spawn ? StartMethod::forkserver : StartMethod::spawn, true);
   auto [r, w] = mproc::Pipe<StartMethod>(false);
-  mproc::Process p(opts(m), report_start_method, w);
+  mproc::Process p(process_options(m), report_start_method, w);
   p.start();
   ASSERT_TRUE(r.poll(kGuard));
   EXPECT_EQ(r.recv(), m) << "child started with " << mproc::to_string(m);
@@ -274,17 +237,17 @@ void noop() {}
 // children of a custom-named child are named "Process-<its number>:1"
 // (from _identity, not from the custom name).
 TEST_P(CPythonProcess2, CustomNamedProcessesStillTakeANumber) {
-  mproc::Process a(opts(GetParam()), noop);
-  mproc::Process custom(opts(GetParam(), "custom"), noop);
-  mproc::Process c(opts(GetParam()), noop);
+  mproc::Process a(process_options(GetParam()), noop);
+  mproc::Process custom(process_options(GetParam(), "custom"), noop);
+  mproc::Process c(process_options(GetParam()), noop);
   ASSERT_EQ(a.name().rfind("Process-", 0), 0u) << a.name();
   const int n = std::stoi(a.name().substr(8));
   EXPECT_EQ(c.name(), "Process-" + std::to_string(n + 2));
 
   auto [r, w] = mproc::Pipe<Identity>(false);
-  mproc::Process d(opts(GetParam()), noop);
+  mproc::Process d(process_options(GetParam()), noop);
   const int k = std::stoi(d.name().substr(8));
-  mproc::Process named(opts(GetParam(), "named"), report_then_start_two, w, GetParam());
+  mproc::Process named(process_options(GetParam(), "named"), report_then_start_two, w, GetParam());
   named.start();
   std::vector<Identity> got;
   for (int i = 0; i < 3; ++i) {
@@ -314,7 +277,7 @@ void write_done_after_go(std::string go, std::string done) {
 void check_forkserver_death(int sig) {
   TempDir dir;
   std::vector<mproc::Process> ps;
-  ps.emplace_back(opts(StartMethod::forkserver), write_done_after_go, dir.file("go"), dir.file("done"));
+  ps.emplace_back(process_options(StartMethod::forkserver), write_done_after_go, dir.file("go"), dir.file("done"));
   KillAtScopeEnd killer(ps);
   ps[0].start();
   const int server = mproc::detail::forkserver_pid();
@@ -323,7 +286,7 @@ void check_forkserver_death(int sig) {
   if (sig == SIGKILL) {
     ASSERT_TRUE(wait_until([&] { return mproc_test::pid_gone(server); }));
   }
-  ps.emplace_back(opts(StartMethod::forkserver), write_done_after_go, dir.file("go2"), dir.file("done2"));
+  ps.emplace_back(process_options(StartMethod::forkserver), write_done_after_go, dir.file("go2"), dir.file("done2"));
   ps[1].start();
   ASSERT_TRUE(mproc_test::write_file(dir.file("go2"), "go"));
   EXPECT_EQ(join_guarded(ps[1]), 0);
@@ -354,7 +317,7 @@ void register_atexit_handler(std::string path) {
 // registers runs when the child ends normally.
 void check_atexit_in_child(StartMethod m) {
   TempDir dir;
-  mproc::Process p(opts(m), register_atexit_handler, dir.file("output.txt"));
+  mproc::Process p(process_options(m), register_atexit_handler, dir.file("output.txt"));
   p.start();
   EXPECT_EQ(join_guarded(p), 0);
   EXPECT_EQ(mproc_test::read_file(dir.file("output.txt")), std::optional<std::string>("deadbeef"))
@@ -396,7 +359,7 @@ TEST_P(CPythonQueue2, ChildSeesSizeFullAndEmptyOfTheParentsItems) {
   mproc::Queue<int> q(2);
   q.put(5);
   q.put(6);
-  mproc::Process p(opts(GetParam()), check_two_items<mproc::Queue<int>>, q);
+  mproc::Process p(process_options(GetParam()), check_two_items<mproc::Queue<int>>, q);
   p.start();
   EXPECT_EQ(join_guarded(p), 0) << "bits: 1 qsize, 2 full, 4 empty, 8 first, 16 empty, 32 second, 64 not empty";
   EXPECT_TRUE(q.empty());
@@ -405,7 +368,7 @@ TEST_P(CPythonQueue2, ChildSeesSizeFullAndEmptyOfTheParentsItems) {
   mproc::JoinableQueue<int> jq(2);
   jq.put(5);
   jq.put(6);
-  mproc::Process p2(opts(GetParam()), check_two_items<mproc::JoinableQueue<int>>, jq);
+  mproc::Process p2(process_options(GetParam()), check_two_items<mproc::JoinableQueue<int>>, jq);
   p2.start();
   EXPECT_EQ(join_guarded(p2), 0);
   EXPECT_TRUE(jq.empty());
@@ -427,7 +390,7 @@ void put_two_to_five(mproc::Queue<int> q, mproc::Event child_can_start, mproc::E
 TEST_P(CPythonQueue2, GetFlavoursTakeAChildsItemsThenRaiseEmpty) {
   mproc::Queue<int> q;
   mproc::Event child_can_start, parent_can_continue;
-  mproc::Process p(opts(GetParam()), put_two_to_five, q, child_can_start, parent_can_continue);
+  mproc::Process p(process_options(GetParam()), put_two_to_five, q, child_can_start, parent_can_continue);
   p.start();
   EXPECT_TRUE(q.empty());
   child_can_start.set();
@@ -468,7 +431,7 @@ void check_locked_in_two_processes(StartMethod m) {
   mproc::Event held;
   mproc::RawValue<int> res(0);
   std::vector<mproc::Process> ps;
-  ps.emplace_back(opts(m), hold_until_go<L>, lock, held, res, dir.file("go"));
+  ps.emplace_back(process_options(m), hold_until_go<L>, lock, held, res, dir.file("go"));
   KillAtScopeEnd killer(ps);
   EXPECT_FALSE(lock.locked());
   ps[0].start();
@@ -494,7 +457,7 @@ void acquire_and_return(mproc::Lock lock) { lock.acquire(); }
 // released by the parent; a second release raises.
 TEST_P(CPythonLock2, ParentReleasesALockTheChildKept) {
   mproc::Lock lock;
-  mproc::Process p(opts(GetParam()), acquire_and_return, lock);
+  mproc::Process p(process_options(GetParam()), acquire_and_return, lock);
   p.start();
   EXPECT_EQ(join_guarded(p), 0);
   EXPECT_TRUE(lock.locked());
@@ -596,7 +559,7 @@ TEST_P(CPythonCondition2, WaitResultIsFalseOnTimeoutAndTrueWhenNotified) {
   std::unique_lock g(c);
   EXPECT_FALSE(c.wait(0ms));
   EXPECT_FALSE(c.wait(100ms));
-  mproc::Process p(opts(GetParam()), notify_under_the_lock, c);
+  mproc::Process p(process_options(GetParam()), notify_under_the_lock, c);
   p.start();
   EXPECT_TRUE(c.wait(kGuard));
   g.unlock();
@@ -620,7 +583,7 @@ class CPythonBarrier2 : public ::testing::TestWithParam<StartMethod> {
     std::vector<mproc::Process> ps;
     KillAtScopeEnd killer(ps);
     for (int i = 0; i < kParties - 1; ++i) {
-      ps.emplace_back(opts(GetParam()), f, args...);
+      ps.emplace_back(process_options(GetParam()), f, args...);
       ps.back().start();
     }
     f(args...);
@@ -790,7 +753,7 @@ TEST_P(CPythonHandles, AChildUsesEachKindOfHandle) {
   mproc::Barrier b(5);
   mproc::Value<int> v(1);
   mproc::Array<int> a{0, 1};
-  mproc::Process p(opts(GetParam()), use_handles, e, s, b, v, a);
+  mproc::Process p(process_options(GetParam()), use_handles, e, s, b, v, a);
   p.start();
   EXPECT_EQ(join_guarded(p), 0) << "bits: 1 is_set, 2 wait after clear, 4 parties, 8 value, 16 array";
   EXPECT_FALSE(e.is_set());
@@ -842,7 +805,7 @@ TEST_P(CPythonHandles, SharedCTypesDoubledInAChild) {
   for (std::size_t i = 0; i < arr.size(); ++i) arr[i] = static_cast<double>(i);
   mproc::Array<char> string(20);
   std::memcpy(string.span().data(), "hello", 5);
-  mproc::Process p(opts(GetParam()), double_everything, x, y, z, foo, arr, string);
+  mproc::Process p(process_options(GetParam()), double_everything, x, y, z, foo, arr, string);
   p.start();
   ASSERT_EQ(join_guarded(p), 0);
   EXPECT_EQ(x.load(), 14);
@@ -866,11 +829,11 @@ void attach_and_write(std::string name, std::string text) { write_into(mproc::Sh
 // anonymous block has one too.)
 TEST_P(CPythonHandles, SharedMemoryWrittenByAChildByNameAndAsAHandle) {
   auto sms = mproc::SharedMemory::create(512);
-  mproc::Process p(opts(GetParam()), attach_and_write, sms.name(), std::string("howdy"));
+  mproc::Process p(process_options(GetParam()), attach_and_write, sms.name(), std::string("howdy"));
   p.start();
   ASSERT_EQ(join_guarded(p), 0);
   EXPECT_EQ(std::string(static_cast<const char*>(sms.data()), 5), "howdy");
-  mproc::Process p2(opts(GetParam()), write_into, sms, std::string("HELLO"));
+  mproc::Process p2(process_options(GetParam()), write_into, sms, std::string("HELLO"));
   p2.start();
   ASSERT_EQ(join_guarded(p2), 0);
   EXPECT_EQ(std::string(static_cast<const char*>(sms.data()), 5), "HELLO");
@@ -1070,7 +1033,7 @@ TEST_P(CPythonConnection2, ClientThatClosedBeforeAcceptIsStillRead) {
   TempDir dir;
   for (const std::string& where : {dir.file("sock"), std::string("127.0.0.1:0")}) {
     mproc::Listener<std::string> l(where);
-    mproc::Process p(opts(GetParam()), client_sends_hello_and_closes, l.address());
+    mproc::Process p(process_options(GetParam()), client_sends_hello_and_closes, l.address());
     p.start();
     EXPECT_EQ(join_guarded(p), 0) << where;
     auto conn = l.accept();
@@ -1096,7 +1059,7 @@ TEST_P(CPythonConnection2, WaitDrainsFourChildrenUntilEachEnds) {
   KillAtScopeEnd killer(ps);
   for (int i = 0; i < 4; ++i) {
     auto [r, w] = mproc::Pipe<PidMessage>(false);
-    ps.emplace_back(opts(GetParam()), send_ten_then_close, w);
+    ps.emplace_back(process_options(GetParam()), send_ten_then_close, w);
     ps.back().start();
     w.close();
     readers.push_back(r);
