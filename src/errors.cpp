@@ -3,6 +3,7 @@
 // rebuilt as themselves.
 
 #include <cxxabi.h>
+#include <pthread.h>
 
 #include <cstdlib>
 #include <future>
@@ -58,6 +59,9 @@ struct Kinds {
 Kinds& kinds() {
   static Kinds* k = [] {
     auto* created = new Kinds;
+    // A child forked while another thread held the lock (rethrowing a
+    // task's error, say) must not inherit it locked: give it a fresh one.
+    pthread_atfork(nullptr, nullptr, [] { new (&kinds().mu) std::mutex; });
     created->list = {
         builtin_kind<std::invalid_argument>("std::invalid_argument"),
         builtin_kind<std::domain_error>("std::domain_error"),
@@ -73,6 +77,11 @@ Kinds& kinds() {
   }();
   return *k;
 }
+
+// Made before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const Kinds& g_kinds_at_load = kinds();
 
 }  // namespace
 

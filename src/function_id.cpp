@@ -87,6 +87,11 @@ Cache& cache() {
   return *c;
 }
 
+// Made before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const Cache& g_cache_at_load = cache();
+
 bool is_function_start(Cache& c, const std::string& module, std::uint64_t offset) {
   auto it = c.symbols.find(module);
   if (it == c.symbols.end()) it = c.symbols.emplace(module, read_function_symbols(module)).first;

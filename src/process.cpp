@@ -55,6 +55,12 @@ Children& children() {
   return *c;
 }
 
+// Made (with identity()) before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const Children& g_children_at_load = children();
+[[maybe_unused]] const Identity& g_identity_at_load = identity();
+
 }  // namespace
 
 int run_target(const std::function<void()>& body) noexcept {

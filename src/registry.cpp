@@ -32,6 +32,11 @@ Table& table() {
   return *t;
 }
 
+// Made before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const Table& g_table_at_load = table();
+
 // FNV-1a: stable across processes and builds of the same binary.
 std::uint64_t hash_name(const char* s) noexcept {
   std::uint64_t h = 1469598103934665603ull;

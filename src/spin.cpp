@@ -20,4 +20,11 @@ std::uint64_t max_spin_ns() noexcept {
   return ns;
 }
 
+namespace {
+// Made before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const std::uint64_t g_spin_ns_at_load = max_spin_ns();
+}  // namespace
+
 }  // namespace mproc::detail

@@ -128,9 +128,21 @@ extern "C" {
 // compiler itself makes of __cxa_throw; the ABI is the same.
 using cxa_throw_fn = void (*)(void*, void*, void (*)(void*));
 
+namespace {
+cxa_throw_fn real_cxa_throw() noexcept {
+  static const cxa_throw_fn real = reinterpret_cast<cxa_throw_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
+  return real;
+}
+
+// Looked up before main, while the program has one thread. A function-local
+// static is guarded: were a thread still looking it up (its first throw) when
+// another forks, the child's first throw would wait for ever on the guard.
+[[maybe_unused]] const cxa_throw_fn g_real_cxa_throw_at_load = real_cxa_throw();
+}  // namespace
+
 // Interposes the C++ runtime's __cxa_throw (see the file comment).
 [[noreturn]] void __cxa_throw(void* obj, void* type, void (*dest)(void*)) {
-  static cxa_throw_fn real = reinterpret_cast<cxa_throw_fn>(::dlsym(RTLD_NEXT, "__cxa_throw"));
+  const cxa_throw_fn real = real_cxa_throw();
   mproc::detail::record_throw_stack();
   real(obj, type, dest);
   __builtin_unreachable();

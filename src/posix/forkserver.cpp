@@ -30,6 +30,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 
 #include "mproc/detail/launch.hpp"
 #include "mproc/detail/wire.hpp"
@@ -78,6 +79,11 @@ Server& server() {
   return *s;
 }
 
+// Made before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const Server& g_server_at_load = server();
+
 void start_server(Server& s) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw_errno("mproc: socketpair");
@@ -89,6 +95,21 @@ void start_server(Server& s) {
 }
 
 }  // namespace
+
+void forget_parent_forkserver() noexcept {
+  Server& s = server();
+  // Free at the fork, the state is whole: close the parent's descriptors
+  // (the server is not ours to stop). Held by a parent thread that does not
+  // exist here, it may be half-changed: leave it alone (a descriptor or two
+  // stay open until this child ends).
+  if (s.mu.try_lock()) {
+    s.sock.reset();
+    s.process.reset();
+    s.mu.unlock();
+  } else {
+    new (&s) Server;
+  }
+}
 
 int forkserver_pid() noexcept {
   Server& s = server();

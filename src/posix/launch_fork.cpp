@@ -99,6 +99,7 @@ std::unique_ptr<Child> launch_fork(const Job& job) {
       die_with_parent(parent);
       pthread_sigmask(SIG_SETMASK, &caller, nullptr);
       become_child(job.name, job.daemon, parent, parent_name, job.id_chain);
+      forget_parent_forkserver();
       set_start_method(StartMethod::fork, true);  // the child's default, as in Python (atomics: no lock)
       const int code = run_target(job.run_here);
       if (calls.exit != nullptr) calls.exit(code);

@@ -53,6 +53,11 @@ Launcher& launcher() {
   return *l;
 }
 
+// Made before main, while the program has one thread. A function-local
+// static is guarded: were a thread still making it when another forks, the
+// child would wait for ever on the guard of a maker that does not exist there.
+[[maybe_unused]] const Launcher& g_launcher_at_load = launcher();
+
 void serve(Launcher* l) {
   // Process-directed signals must go to the program's own threads.
   sigset_t all;

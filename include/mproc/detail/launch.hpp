@@ -120,6 +120,11 @@ void die_with_parent(int parent_pid) noexcept;
 void become_child(const std::string& name, bool daemon, int parent_pid, const std::string& parent_name,
                   const std::vector<std::uint32_t>& id_chain) noexcept;
 
+// In a freshly forked child: the parent's forkserver is not this process's
+// (its socket would carry two processes' requests at once); the child starts
+// its own when it first needs one.
+void forget_parent_forkserver() noexcept;
+
 // What mproc keeps open for the life of the process, on purpose (for leak
 // checks in tests): the forkserver's pid (0 if none) and its descriptors.
 int forkserver_pid() noexcept;
