@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <condition_variable>
-#include <deque>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -28,13 +27,28 @@ struct Request {
   const std::function<void()>* fn;
   std::exception_ptr error;
   bool done = false;
+  Request* next = nullptr;  // the queue's link
 };
 
 struct Launcher {
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<Request*> queue;
+  // Requests in order, linked through Request::next: nothing to free, so
+  // a forked child drops the parent's by forgetting the ends.
+  Request* head = nullptr;
+  Request* tail = nullptr;
   bool started = false;
+
+  void push(Request* r) noexcept {
+    (tail != nullptr ? tail->next : head) = r;
+    tail = r;
+  }
+  Request* pop() noexcept {
+    Request* r = head;
+    head = r->next;
+    if (head == nullptr) tail = nullptr;
+    return r;
+  }
 };
 
 Launcher& launcher() {
@@ -45,7 +59,7 @@ Launcher& launcher() {
       Launcher& me = launcher();
       new (&me.mu) std::mutex;
       new (&me.cv) std::condition_variable;
-      new (&me.queue) std::deque<Request*>;
+      me.head = me.tail = nullptr;
       me.started = false;
     });
     return created;
@@ -65,9 +79,8 @@ void serve(Launcher* l) {
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   std::unique_lock lock(l->mu);
   for (;;) {
-    l->cv.wait(lock, [l] { return !l->queue.empty(); });
-    Request* r = l->queue.front();
-    l->queue.pop_front();
+    l->cv.wait(lock, [l] { return l->head != nullptr; });
+    Request* r = l->pop();
     lock.unlock();
     try {
       (*r->fn)();
@@ -98,7 +111,7 @@ void on_launcher_thread(const std::function<void()>& fn) {
     std::thread(serve, &l).detach();
     l.started = true;
   }
-  l.queue.push_back(&r);
+  l.push(&r);
   l.cv.notify_all();
   l.cv.wait(lock, [&r] { return r.done; });
   if (r.error) std::rethrow_exception(r.error);
