@@ -98,6 +98,11 @@ class Row:
         return self.short or self.name
 
 
+# As a row's reference program: the row's own mproc program, which reports
+# the reference metric itself (measured in the same process).
+SELF = "@mproc"
+
+
 def within(x: float) -> float:
     """'within x times of the reference' as a minimum 'times better'."""
     return 1.0 / x
@@ -114,6 +119,11 @@ ROWS: list[Row] = [
         note="the same raw forks once the process has run a second thread (glibc's multi-threaded fork "
              "path, which a process with a Pool always takes); no target",
         short="W1 Pool start vs threaded forks"),
+    Row("W1", "W1 same, vs raw forks from the same process", "w1_pool_start", "fork_ms", "ms", "lower",
+        (SELF, "raw_fork2_ms"), "2x raw fork+waitpid in the W1 program",
+        note="two raw forks timed by the W1 program itself, between its pool cycles: fork costs what the "
+             "forking process makes it cost, and this is the floor in the program measured; no target",
+        short="W1 Pool start vs forks here"),
     Row("W1", "W1 Pool(2) create+close+join, spawn", "w1_pool_start", "spawn_ms", "ms", "lower",
         targets=(Target("python", 10, ">= 10x faster than Python's spawn pool"),),
         short="W1 Pool start, spawn"),
@@ -242,7 +252,7 @@ def programs_for(rows: list[Row]) -> dict[str, list[Program]]:
                   get(f"mproc:{r.folder}", "mproc", r.folder, f"bench_{r.folder}", row=r)):
             if p not in progs:
                 progs.append(p)
-        if r.ref:
+        if r.ref and r.ref[0] != SELF:
             p = get(f"ref:{r.ref[0]}", "ref", r.ref[0], f"bench_reference_{r.ref[0]}")
             if p not in progs:
                 progs.append(p)
@@ -518,7 +528,7 @@ def make_lines(rows: list[Row], progs: dict[str, Program]) -> list[Line]:
     for r in rows:
         py = progs.get(f"python:{r.folder}")
         mp = progs.get(f"mproc:{r.folder}")
-        ref = progs.get(f"ref:{r.ref[0]}") if r.ref else None
+        ref = (mp if r.ref[0] == SELF else progs.get(f"ref:{r.ref[0]}")) if r.ref else None
         s_py, s_mp = stat(py, r.metric), stat(mp, r.metric)
         s_ref = stat(ref, r.ref[1]) if r.ref else None
         out.append(Line(r, s_py, s_mp, s_ref, better_factor(r, s_mp, s_py), better_factor(r, s_mp, s_ref),
