@@ -26,6 +26,7 @@
 #include "helpers/test_support.hpp"
 #include "mproc/detail/function_id.hpp"
 #include "mproc/detail/launch.hpp"
+#include "mproc/detail/remote_error.hpp"
 #include "mproc/detail/buffer.hpp"
 #include "mproc/mproc.hpp"
 
@@ -109,6 +110,68 @@ TEST(ForkSafety, AChildForkedDuringAThreadsFirstUseOfMprocStateDoesNotHang) {
   mproc::Process p(process_options(StartMethod::spawn), [] { first_use_of_mproc_state_during_forks(); });
   p.start();
   EXPECT_EQ(join_guarded(p), 0);
+}
+
+// What a task's exception goes through in a worker: its facts, found in
+// the table of exception kinds (under that table's lock).
+void describe_an_exception() {
+  try {
+    throw std::out_of_range("index 7");
+  } catch (...) {
+    const mproc::detail::RemoteFacts f = mproc::detail::describe_current_exception();
+    if (f.rebuild_as != "std::out_of_range") ::_exit(3);
+  }
+}
+
+TEST(ForkSafety, AChildForkedWhileAnotherThreadTurnsRemoteErrorsIntoExceptionsDoesNotHang) {
+  if (mproc_test::fork_pool_unsafe_under_sanitizers(StartMethod::fork)) {
+    GTEST_SKIP() << "forks from a thread that races an allocating thread, under GCC 12's sanitizers";
+  }
+  // The parent's side of a failed task (get() rethrowing it) holds the same
+  // lock as the worker's side; a pool forks replacement workers meanwhile.
+  std::atomic<bool> stop{false};
+  std::thread rethrower([&] {
+    mproc::detail::RemoteFacts f;
+    f.type_name = "std::invalid_argument";
+    f.message = "bad";
+    f.rebuild_as = "std::invalid_argument";
+    while (!stop.load()) (void)mproc::detail::make_remote_exception(f);
+  });
+  std::vector<pid_t> children;
+  for (int i = 0; i < 500; ++i) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      describe_an_exception();
+      ::syscall(SYS_exit_group, 0);  // as above: no exit checks
+    }
+    ASSERT_GT(pid, 0);
+    children.push_back(pid);
+  }
+  stop.store(true);
+  rethrower.join();
+  int hung = 0, failed = 0;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (const pid_t pid : children) {
+    int status = 0;
+    bool ended = true;
+    while (ended && ::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        ended = false;
+      } else {
+        ::usleep(1000);
+      }
+    }
+    if (!ended) {
+      ++hung;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++failed;
+    }
+  }
+  EXPECT_EQ(hung, 0) << "children forked while the parent held the exception-kinds lock hung on it";
+  EXPECT_EQ(failed, 0);
 }
 
 void exit_with(int code) { ::_exit(code); }
