@@ -44,6 +44,37 @@ void encode_a_function_pointer() {
   mproc::detail::encode_function(w, reinterpret_cast<mproc::detail::AnyFunction>(&a_task_function));
 }
 
+// Raw children, each meant to exit 0 at once: how many did not end within
+// 10 s (killed then) and how many ended otherwise. Reaps every one.
+struct Reaped {
+  int hung = 0;
+  int failed = 0;
+};
+
+Reaped reap_all(const std::vector<pid_t>& children) {
+  Reaped r;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (const pid_t pid : children) {
+    int status = 0;
+    bool ended = true;
+    while (ended && ::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        ended = false;
+      } else {
+        ::usleep(1000);
+      }
+    }
+    if (!ended) {
+      ++r.hung;
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++r.failed;
+    }
+  }
+  return r;
+}
+
 // In a fresh (spawned) process, where mproc's state has seen only what the
 // program's loading did: a thread makes its first use of the function-id
 // cache while the main thread forks back to back, and every child uses the
@@ -72,29 +103,10 @@ void first_use_of_mproc_state_during_forks() {
     children.push_back(pid);
   }
   user.join();
-  int hung = 0, failed = 0;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (const pid_t pid : children) {
-    int status = 0;
-    bool ended = true;
-    while (ended && ::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > give_up) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        ended = false;
-      } else {
-        ::usleep(1000);
-      }
-    }
-    if (!ended) {
-      ++hung;
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      ++failed;
-    }
-  }
-  if (hung != 0 || failed != 0) {
-    throw std::runtime_error(std::to_string(hung) + " of " + std::to_string(children.size()) +
-                             " children forked during the first use hung; " + std::to_string(failed) + " failed");
+  const Reaped r = reap_all(children);
+  if (r.hung != 0 || r.failed != 0) {
+    throw std::runtime_error(std::to_string(r.hung) + " of " + std::to_string(children.size()) +
+                             " children forked during the first use hung; " + std::to_string(r.failed) + " failed");
   }
 }
 
@@ -150,28 +162,9 @@ TEST(ForkSafety, AChildForkedWhileAnotherThreadTurnsRemoteErrorsIntoExceptionsDo
   }
   stop.store(true);
   rethrower.join();
-  int hung = 0, failed = 0;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (const pid_t pid : children) {
-    int status = 0;
-    bool ended = true;
-    while (ended && ::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > give_up) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        ended = false;
-      } else {
-        ::usleep(1000);
-      }
-    }
-    if (!ended) {
-      ++hung;
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      ++failed;
-    }
-  }
-  EXPECT_EQ(hung, 0) << "children forked while the parent held the exception-kinds lock hung on it";
-  EXPECT_EQ(failed, 0);
+  const Reaped r = reap_all(children);
+  EXPECT_EQ(r.hung, 0) << "children forked while the parent held the exception-kinds lock hung on it";
+  EXPECT_EQ(r.failed, 0);
 }
 
 void exit_with(int code) { ::_exit(code); }
