@@ -3,7 +3,6 @@
 
 #include "mproc/detail/function_id.hpp"
 
-#include <link.h>
 #include <pthread.h>
 
 #include <algorithm>
@@ -15,58 +14,10 @@
 
 #include "mproc/errors.hpp"
 #include "posix/elf_symbols.hpp"
+#include "posix/loaded_modules.hpp"
 
 namespace mproc::detail {
 namespace {
-
-struct Module {
-  std::string name;  // "" for the main program
-  std::uintptr_t base = 0;
-};
-
-struct FindByAddress {
-  std::uintptr_t addr;
-  Module found;
-  bool ok = false;
-  bool first = true;
-};
-
-int find_by_address(dl_phdr_info* info, std::size_t, void* data) {
-  auto* q = static_cast<FindByAddress*>(data);
-  const bool is_main = q->first;  // the main program is always listed first
-  q->first = false;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const auto& ph = info->dlpi_phdr[i];
-    if (ph.p_type != PT_LOAD) continue;
-    const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-    if (q->addr >= lo && q->addr < lo + ph.p_memsz) {
-      q->found = Module{is_main ? "" : (info->dlpi_name ? info->dlpi_name : ""), info->dlpi_addr};
-      q->ok = true;
-      return 1;
-    }
-  }
-  return 0;
-}
-
-struct FindByName {
-  const std::string* name;
-  std::uintptr_t base = 0;
-  bool ok = false;
-  bool first = true;
-};
-
-int find_by_name(dl_phdr_info* info, std::size_t, void* data) {
-  auto* q = static_cast<FindByName*>(data);
-  const bool is_main = q->first;  // the main program is always listed first
-  q->first = false;
-  const std::string name = is_main ? std::string() : (info->dlpi_name ? info->dlpi_name : "");
-  if (name == *q->name) {
-    q->base = info->dlpi_addr;
-    q->ok = true;
-    return 1;
-  }
-  return 0;
-}
 
 struct Cache {
   std::mutex mu;
@@ -78,6 +29,10 @@ struct Cache {
 Cache& cache() {
   static Cache* c = [] {
     auto* created = new Cache;
+    // Every module loaded at start, found now: a fork child that decodes a
+    // function then needs no walk of the loader's list (whose lock a parent
+    // thread may have held at the fork, loaded_modules.hpp).
+    for (auto& m : loaded_modules()) created->bases.emplace(std::move(m.name), m.base);
     // Pool workers forked from a threaded parent decode functions; they must
     // not inherit this lock held by a parent thread that does not exist in
     // the child.
@@ -111,13 +66,12 @@ void encode_function(Writer& w, AnyFunction f) {
   const auto addr = reinterpret_cast<std::uintptr_t>(f);
   auto hit = c.by_address.find(addr);
   if (hit == c.by_address.end()) {
-    FindByAddress q{addr, {}};
-    dl_iterate_phdr(find_by_address, &q);
-    if (!q.ok) {
+    std::optional<LoadedModule> found = module_containing(addr);
+    if (!found) {
       throw SerializationError("mproc: cannot send a function pointer that is in no loaded module");
     }
-    std::string module = q.found.name;
-    const std::uint64_t offset = addr - q.found.base;
+    std::string module = std::move(found->name);
+    const std::uint64_t offset = addr - found->base;
     if (!is_function_start(c, module, offset)) {
       throw SerializationError(
           "mproc: cannot identify the function at offset " + std::to_string(offset) + " of " +
@@ -147,13 +101,12 @@ AnyFunction decode_function(Reader& r) {
   std::lock_guard lock(c.mu);
   auto base_it = c.bases.find(module);
   if (base_it == c.bases.end()) {
-    FindByName q{&module};
-    dl_iterate_phdr(find_by_name, &q);
-    if (!q.ok) {
+    const std::optional<std::uintptr_t> base = module_base(module);
+    if (!base) {
       throw SerializationError("mproc: message names a function in '" + module +
                                "', which is not loaded in this process");
     }
-    base_it = c.bases.emplace(module, q.base).first;
+    base_it = c.bases.emplace(module, *base).first;
   }
   // The check that makes a forged message harmless: only the exact start of
   // a known function symbol is ever turned into a pointer.

@@ -10,7 +10,6 @@
 
 #include <dlfcn.h>
 #include <execinfo.h>
-#include <link.h>
 
 #include <cstdio>
 #include <string>
@@ -19,6 +18,7 @@
 #include "mproc/detail/remote_error.hpp"
 #include "mproc/errors.hpp"
 #include "posix/elf_symbols.hpp"
+#include "posix/loaded_modules.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -27,32 +27,6 @@ constexpr int kMaxFrames = 48;
 thread_local bool t_capture = false;
 thread_local void* t_frames[kMaxFrames];
 thread_local int t_count = 0;
-
-struct ModuleOf {
-  std::uintptr_t addr;
-  std::string name;
-  std::uintptr_t base = 0;
-  bool ok = false;
-  bool first = true;
-};
-
-int module_of(dl_phdr_info* info, std::size_t, void* data) {
-  auto* q = static_cast<ModuleOf*>(data);
-  const bool is_main = q->first;
-  q->first = false;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const auto& ph = info->dlpi_phdr[i];
-    if (ph.p_type != PT_LOAD) continue;
-    const std::uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
-    if (q->addr >= lo && q->addr < lo + ph.p_memsz) {
-      q->name = is_main ? "" : (info->dlpi_name ? info->dlpi_name : "");
-      q->base = info->dlpi_addr;
-      q->ok = true;
-      return 1;
-    }
-  }
-  return 0;
-}
 
 }  // namespace
 
@@ -84,21 +58,20 @@ std::string captured_traceback() {
   // Frame 0 is record_throw_stack, frame 1 our __cxa_throw: skip them.
   for (int i = 2; i < t_count; ++i) {
     const auto addr = reinterpret_cast<std::uintptr_t>(t_frames[i]);
-    ModuleOf q{addr - 1, {}};  // a return address points past the call
-    dl_iterate_phdr(module_of, &q);
+    const std::optional<LoadedModule> q = module_containing(addr - 1);  // a return address points past the call
     char buf[64];
     std::string where;
-    if (!q.ok) {
+    if (!q) {
       std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(addr));
       where = buf;
     } else {
       static thread_local std::string last_module;
       static thread_local std::vector<ElfFunction> table;
-      if (table.empty() || last_module != q.name) {
-        table = read_function_symbols(q.name);
-        last_module = q.name;
+      if (table.empty() || last_module != q->name) {
+        table = read_function_symbols(q->name);
+        last_module = q->name;
       }
-      const ElfFunction* f = find_containing(table, addr - 1 - q.base);
+      const ElfFunction* f = find_containing(table, addr - 1 - q->base);
       if (f != nullptr && !f->name.empty()) {
         const std::string name = demangle(f->name.c_str());
         // Where mproc called the target: nothing below it is the user's.
@@ -107,11 +80,11 @@ std::string captured_traceback() {
           break;
         }
         if (is_plumbing(name)) continue;
-        std::snprintf(buf, sizeof buf, "+0x%lx", static_cast<unsigned long>(addr - q.base - f->offset));
+        std::snprintf(buf, sizeof buf, "+0x%lx", static_cast<unsigned long>(addr - q->base - f->offset));
         where = name + buf;
       } else {
-        std::snprintf(buf, sizeof buf, "+0x%lx", static_cast<unsigned long>(addr - q.base));
-        where = (q.name.empty() ? std::string("<main program>") : q.name) + buf;
+        std::snprintf(buf, sizeof buf, "+0x%lx", static_cast<unsigned long>(addr - q->base));
+        where = (q->name.empty() ? std::string("<main program>") : q->name) + buf;
       }
     }
     out += "  #" + std::to_string(shown++) + " " + where + "\n";

@@ -3,6 +3,7 @@
 // child has only the forking thread; whatever another thread had half made
 // or held locked must not hang it or leak into it.
 
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -164,6 +165,54 @@ TEST(ForkSafety, AChildForkedWhileAnotherThreadTurnsRemoteErrorsIntoExceptionsDo
   rethrower.join();
   const Reaped r = reap_all(children);
   EXPECT_EQ(r.hung, 0) << "children forked while the parent held the exception-kinds lock hung on it";
+  EXPECT_EQ(r.failed, 0);
+}
+
+// A walk of the loaded modules that stays inside its callback until told
+// to go on: dl_iterate_phdr holds the loader's list lock all that time.
+std::atomic<int> g_walk_state{0};  // 1: inside, 2: go on
+
+int wait_inside_the_walk(dl_phdr_info*, std::size_t, void*) {
+  g_walk_state.store(1);
+  for (int i = 0; i < 20000 && g_walk_state.load() != 2; ++i) ::usleep(1000);
+  return 1;
+}
+
+void a_function_sent_only_by_the_child() {}
+
+TEST(ForkSafety, AChildForkedWhileAnotherThreadWalksTheLoadedModulesDoesNotHang) {
+  // What a worker does with modules: symbolize the stack of its task's
+  // exception, identify a function it sends, find a function it receives.
+  // glibc's fork does not reset the lock dl_iterate_phdr holds; none of
+  // these may walk with it.
+  g_walk_state.store(0);
+  std::thread walker([] { dl_iterate_phdr(wait_inside_the_walk, nullptr); });
+  while (g_walk_state.load() != 1) ::sched_yield();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    {
+      mproc::detail::TracebackScope scope;
+      try {
+        throw std::out_of_range("index 7");
+      } catch (...) {
+        if (mproc::detail::describe_current_exception().traceback.empty()) ::_exit(3);
+      }
+    }
+    mproc::detail::Writer w;
+    mproc::detail::encode_function(w, reinterpret_cast<mproc::detail::AnyFunction>(&a_function_sent_only_by_the_child));
+    mproc::detail::Reader r(w.bytes());
+    if (mproc::detail::decode_function(r) !=
+        reinterpret_cast<mproc::detail::AnyFunction>(&a_function_sent_only_by_the_child)) {
+      ::_exit(4);
+    }
+    ::syscall(SYS_exit_group, 0);
+  }
+  const Reaped r = pid > 0 ? reap_all({pid}) : Reaped{};
+  g_walk_state.store(2);
+  walker.join();
+  ASSERT_GT(pid, 0);
+  EXPECT_EQ(r.hung, 0) << "the child waited for the loader's lock held by a parent thread at the fork";
   EXPECT_EQ(r.failed, 0);
 }
 
