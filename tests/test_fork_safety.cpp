@@ -3,6 +3,7 @@
 // child has only the forking thread; whatever another thread had half made
 // or held locked must not hang it or leak into it.
 
+#include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
@@ -180,11 +181,24 @@ int wait_inside_the_walk(dl_phdr_info*, std::size_t, void*) {
 
 void a_function_sent_only_by_the_child() {}
 
+// Whether `f` survives a trip through the wire format in this process.
+bool sends_and_receives(mproc::detail::AnyFunction f) {
+  mproc::detail::Writer w;
+  mproc::detail::encode_function(w, f);
+  mproc::detail::Reader r(w.bytes());
+  return mproc::detail::decode_function(r) == f;
+}
+
 TEST(ForkSafety, AChildForkedWhileAnotherThreadWalksTheLoadedModulesDoesNotHang) {
   // What a worker does with modules: symbolize the stack of its task's
-  // exception, identify a function it sends, find a function it receives.
+  // exception, identify a function it sends, find a function it receives
+  // (of a module known at start, and of one loaded later).
   // glibc's fork does not reset the lock dl_iterate_phdr holds; none of
   // these may walk with it.
+  void* library = ::dlopen(MPROC_TEST_LATE_MODULE, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(library, nullptr) << ::dlerror();
+  const auto late = reinterpret_cast<mproc::detail::AnyFunction>(::dlsym(library, "mproc_test_late_function"));
+  ASSERT_NE(late, nullptr);
   g_walk_state.store(0);
   std::thread walker([] { dl_iterate_phdr(wait_inside_the_walk, nullptr); });
   while (g_walk_state.load() != 1) ::sched_yield();
@@ -199,18 +213,18 @@ TEST(ForkSafety, AChildForkedWhileAnotherThreadWalksTheLoadedModulesDoesNotHang)
         if (mproc::detail::describe_current_exception().traceback.empty()) ::_exit(3);
       }
     }
-    mproc::detail::Writer w;
-    mproc::detail::encode_function(w, reinterpret_cast<mproc::detail::AnyFunction>(&a_function_sent_only_by_the_child));
-    mproc::detail::Reader r(w.bytes());
-    if (mproc::detail::decode_function(r) !=
-        reinterpret_cast<mproc::detail::AnyFunction>(&a_function_sent_only_by_the_child)) {
+    if (!sends_and_receives(reinterpret_cast<mproc::detail::AnyFunction>(&a_function_sent_only_by_the_child))) {
       ::_exit(4);
     }
+    // A function of a library loaded after start: the cache learns its
+    // module only now.
+    if (late != nullptr && !sends_and_receives(late)) ::_exit(5);
     ::syscall(SYS_exit_group, 0);
   }
   const Reaped r = pid > 0 ? reap_all({pid}) : Reaped{};
   g_walk_state.store(2);
   walker.join();
+  ::dlclose(library);
   ASSERT_GT(pid, 0);
   EXPECT_EQ(r.hung, 0) << "the child waited for the loader's lock held by a parent thread at the fork";
   EXPECT_EQ(r.failed, 0);

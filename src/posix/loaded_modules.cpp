@@ -2,7 +2,12 @@
 
 #include "posix/loaded_modules.hpp"
 
+#include <fcntl.h>
 #include <link.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
 
 namespace mproc::detail {
 namespace {
@@ -42,6 +47,24 @@ std::optional<LoadedModule> walk_one(Walk q) {
   return std::move(q.found.front());
 }
 
+// The number of threads of this process (/proc/self/stat, field 20); 0 if
+// it cannot be read.
+int threads_in_this_process() noexcept {
+  const int fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[1024];
+  const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // After the command name, in parentheses (which may hold anything), come
+  // field 3 (state) onwards.
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr) return 0;
+  for (int field = 2; field < 20 && p != nullptr; ++field) p = std::strchr(p + 1, ' ');
+  return p != nullptr ? std::atoi(p + 1) : 0;
+}
+
 }  // namespace
 
 std::optional<LoadedModule> module_containing(std::uintptr_t addr) {
@@ -59,6 +82,18 @@ std::optional<LoadedModule> module_containing(std::uintptr_t addr) {
 }
 
 std::optional<std::uintptr_t> module_base(const std::string& name) {
+  // Alone in the process (a worker forked from a threaded parent, say), no
+  // one can change the loader's list under us, and its lock may be held by
+  // a thread that does not exist here: read the list without it.
+  if (threads_in_this_process() == 1) {
+    bool is_main = true;  // the main program is always listed first
+    for (const link_map* m = _r_debug.r_map; m != nullptr; m = m->l_next) {
+      const std::string m_name = is_main || m->l_name == nullptr ? std::string() : std::string(m->l_name);
+      if (m_name == name) return m->l_addr;
+      is_main = false;
+    }
+    return std::nullopt;
+  }
   Walk q;
   q.name = &name;
   const auto found = walk_one(std::move(q));

@@ -5,9 +5,9 @@
 // glibc's fork does not reset that lock in the child: a child forked while
 // another thread was walking would wait for ever at its first walk (a pool
 // worker symbolizing its task's exception, say). module_containing takes
-// no lock (_dl_find_object, glibc 2.35). module_base and loaded_modules
-// still walk: callers cache what they find, and the function-id cache
-// takes every module loaded at start before main (src/function_id.cpp).
+// no lock (_dl_find_object, glibc 2.35). module_base reads the loader's
+// list without the lock when this process has one thread, else it walks;
+// loaded_modules walks (the function-id cache calls it before main).
 #pragma once
 
 #include <cstdint>
