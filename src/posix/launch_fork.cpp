@@ -13,6 +13,7 @@
 
 #include <dlfcn.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -63,6 +64,9 @@ const ChildCalls& child_calls() noexcept {
     (void)::sched_yield();
     timespec ts;
     (void)::clock_gettime(CLOCK_MONOTONIC, &ts);
+    // forget_parent_forkserver tries the forkserver's lock.
+    pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+    if (::pthread_mutex_trylock(&mutex) == 0) ::pthread_mutex_unlock(&mutex);
     // A received message's buffer grows by realloc (volatile: the calls
     // must not be folded into malloc or elided).
     void* volatile block = std::malloc(1);
