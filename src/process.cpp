@@ -204,6 +204,11 @@ void Process::start() {
   impl_->job.name = impl_->options.name;
   impl_->job.daemon = impl_->options.daemon;
   impl_->child = detail::launch(method, impl_->job);
+  // The target and its arguments now live in the child, as in Python (which
+  // deletes them at start): release the parent's copies, and with them
+  // whatever they hold, e.g. the descriptors meant for the child.
+  impl_->job.run_here = nullptr;
+  impl_->job.encode = nullptr;
   auto& c = detail::children();
   std::lock_guard lock(c.mu);
   c.list.push_back(impl_.get());

@@ -259,6 +259,24 @@ TEST_P(CPythonProcess2, CustomNamedProcessesStillTakeANumber) {
   EXPECT_EQ(std::get<2>(got[1]), "named");
 }
 
+// CPython's test_lose_target_ref (bpo-30775): once started, a Process lets
+// go of its target and arguments. Here the only write end of a pipe is an
+// argument: when the child has sent its one message and ended, the reader
+// sees the end of the stream. A parent that kept its copy of the argument
+// would hold the pipe open, and the reader would wait for ever.
+void send_one(mproc::Connection<int> w) { w.send(7); }
+
+TEST_P(CPythonProcess2, LetsGoOfItsTargetAndArgumentsOnceStarted) {
+  auto [r, w] = mproc::Pipe<int>(false);
+  mproc::Process p(process_options(GetParam()), send_one, std::move(w));
+  p.start();
+  ASSERT_TRUE(r.poll(kGuard));
+  EXPECT_EQ(r.recv(), 7);
+  EXPECT_EQ(join_guarded(p), 0);
+  ASSERT_TRUE(r.poll(kGuard)) << "the parent still holds the write end it gave the child";
+  EXPECT_THROW(r.recv(), mproc::EOFError);
+}
+
 INSTANTIATE_TEST_SUITE_P(CPython, CPythonProcess2, mproc_test::all_start_methods(), mproc_test::start_method_name);
 
 // ------------------------------------------------------- forkserver death ---
