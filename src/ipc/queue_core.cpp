@@ -327,11 +327,8 @@ class QueueCore::Lock {
 
 // ------------------------------------------------------------- lifetime ---
 
-QueueCore::QueueCore(UniqueFd heap, UniqueFd event, bool closed)
-    : heap_(std::move(heap)),
-      event_(std::move(event)),
-      arenas_(std::make_unique<std::atomic<std::byte*>[]>(kArenaSlots)),
-      closed_(closed) {}
+QueueCore::QueueCore(UniqueFd heap, UniqueFd event)
+    : heap_(std::move(heap)), event_(std::move(event)), arenas_(std::make_unique<std::atomic<std::byte*>[]>(kArenaSlots)) {}
 
 QueueCore::~QueueCore() {
   for (std::size_t i = 0; i < kArenaSlots; ++i) {
@@ -374,7 +371,7 @@ std::shared_ptr<QueueCore> QueueCore::create(std::int64_t maxsize, bool joinable
   }
   UniqueFd event(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!event) throw_errno("Queue: eventfd");
-  std::shared_ptr<QueueCore> q(new QueueCore(std::move(heap), std::move(event), false));
+  std::shared_ptr<QueueCore> q(new QueueCore(std::move(heap), std::move(event)));
   q->shared_ = reinterpret_cast<QueueShared*>(q->arena(0));
   q->init_header(maxsize, joinable);
   return q;
@@ -396,20 +393,17 @@ void QueueCore::init_header(std::int64_t maxsize, bool joinable) {
 void QueueCore::encode(Writer& w) const {
   w.write_fd(heap_.get());
   w.write_fd(event_.get());
-  w.write_pod(static_cast<std::uint8_t>(closed() ? 1 : 0));
 }
 
 std::shared_ptr<QueueCore> QueueCore::decode(Reader& r) {
   const int heap_fd = r.read_fd();
   const int event_fd = r.read_fd();
-  const auto closed = r.read_pod<std::uint8_t>();
-  if (closed > 1) throw SerializationError("mproc: malformed Queue handle (bad flag)");
   struct stat st {};
   if (::fstat(heap_fd, &st) != 0) throw_errno("Queue: fstat of a received queue");
   if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) < kHeaderBytes + kSegmentBytes) {
     throw SerializationError("mproc: malformed Queue handle: the descriptor is not a queue");
   }
-  std::shared_ptr<QueueCore> q(new QueueCore(dup_cloexec(heap_fd), dup_cloexec(event_fd), closed == 1));
+  std::shared_ptr<QueueCore> q(new QueueCore(dup_cloexec(heap_fd), dup_cloexec(event_fd)));
   q->shared_ = reinterpret_cast<QueueShared*>(q->arena(0));
   q->check_header();
   return q;

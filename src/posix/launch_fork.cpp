@@ -4,7 +4,8 @@
 // arguments in memory, so nothing is serialized. Between fork() and the
 // target the child only resets mproc's own state (no lock of the parent's
 // is taken: see become_child), and it ends with _exit() so that the parent's
-// atexit handlers and static destructors do not run twice.
+// atexit handlers and static destructors do not run twice, also when the
+// target calls std::exit() (leave_without_the_parents_handlers).
 //
 // mproc's own code in the child calls no library function that the parent
 // has not called before (child_calls): a function is bound to its address
@@ -33,6 +34,7 @@ namespace {
 
 struct ChildCalls {
   void (*exit)(int) = nullptr;
+  int (*on_exit)(void (*)(int, void*), void*) = nullptr;
 };
 
 // Binds, once in this process, the library functions that mproc's code
@@ -44,7 +46,8 @@ struct ChildCalls {
 // child, a quarter of a pool worker's faults up to its loop. One function
 // left unbound costs nearly all of them, since every lookup walks the same
 // pages. Each call below does nothing (a query, a bad descriptor). _exit
-// cannot be called to bind it, so the child calls it through its address,
+// and on_exit cannot be called to bind them, so the child calls them through
+// their addresses,
 // looked up here: whoever defines it first, libc or a sanitizer's hook
 // (ThreadSanitizer's sets the exit code of a child that raced). A program
 // linked with -z now has everything bound already.
@@ -74,9 +77,26 @@ const ChildCalls& child_calls() noexcept {
     std::free(block);
     ChildCalls c;
     c.exit = reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "_exit"));
+    c.on_exit = reinterpret_cast<int (*)(void (*)(int, void*), void*)>(::dlsym(RTLD_DEFAULT, "on_exit"));
     return c;
   }();
   return calls;
+}
+
+// A target that calls std::exit() ends the child through exit(), which runs
+// every atexit handler and static destructor registered so far: the
+// parent's too, copied by fork. They would run twice, and a parent's
+// destructor that removes something shared (a socket file, a named block,
+// a temporary directory) would remove it from under the parent. Python's
+// fork children leave through os._exit whatever the target does. Registered
+// first thing in the child, this handler is the newest, so exit() runs it
+// before any handler inherited from the parent (after any the target
+// registered itself): it flushes the output and leaves with _exit.
+void leave_without_the_parents_handlers(int status, void*) noexcept {
+  flush_std_streams();
+  const ChildCalls& calls = child_calls();
+  if (calls.exit != nullptr) calls.exit(status);
+  ::_exit(status);
 }
 
 }  // namespace
@@ -101,6 +121,7 @@ std::unique_ptr<Child> launch_fork(const Job& job) {
     const pid_t pid = ::fork();
     if (pid == 0) {
       die_with_parent(parent);
+      if (calls.on_exit != nullptr) calls.on_exit(leave_without_the_parents_handlers, nullptr);
       pthread_sigmask(SIG_SETMASK, &caller, nullptr);
       become_child(job.name, job.daemon, parent, parent_name, job.id_chain);
       forget_parent_forkserver();

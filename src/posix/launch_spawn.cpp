@@ -84,6 +84,12 @@ std::unique_ptr<Child> launch_spawn(const Job& job) {
     send_message(mine.get(), frame.bytes(), frame.fds());
   } catch (const EOFError&) {
     // The child died before reading its frame; its exit code tells the rest.
+  } catch (...) {
+    // It never got its work: it must not outlive this failed start, nor
+    // stay behind unreaped.
+    child->send_signal(SIGKILL);
+    while (!child->poll()) wait_readable(child->sentinel(), -1);
+    throw;
   }
   return child;
 }

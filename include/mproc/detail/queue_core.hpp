@@ -21,6 +21,9 @@
 // process share it. All member functions are thread-safe.
 #pragma once
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -85,8 +88,8 @@ class QueueCore {
 
   // A new queue. maxsize <= 0: unbounded. joinable: counts unfinished tasks.
   static std::shared_ptr<QueueCore> create(std::int64_t maxsize, bool joinable);
-  // The handle-crossing pair: the two descriptors and this handle's closed
-  // flag. decode checks that the memory really is a queue.
+  // The handle-crossing pair: the two descriptors. decode checks that the
+  // memory really is a queue.
   void encode(Writer& w) const;
   static std::shared_ptr<QueueCore> decode(Reader& r);
 
@@ -134,9 +137,14 @@ class QueueCore {
   void task_done();
   bool join(Deadline deadline);
 
-  // This handle (and its copies in this process) puts no more.
-  void close() noexcept { closed_.store(true, std::memory_order_relaxed); }
-  bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
+  // This handle (and its copies in this process) puts no more. As Python's
+  // Queue.close, it concerns the calling process only: a child (forked
+  // after the close, or sent the handle) starts with the queue open.
+  void close() noexcept { closed_by_.store(::getpid(), std::memory_order_relaxed); }
+  bool closed() const noexcept {
+    const pid_t by = closed_by_.load(std::memory_order_relaxed);
+    return by != 0 && by == ::getpid();
+  }
 
   // mproc::wait support. begin_wait registers this process as waiting
   // (the eventfd then becomes readable whenever the queue is not empty) and
@@ -165,7 +173,7 @@ class QueueCore {
   // locks"): producers', consumers', and the heap's (allocator, in-flight
   // slots, joinable count, mproc::wait). Lock order: kGet, kPut, kHeap.
   enum Which : int { kPutLock, kGetLock, kHeapLock };
-  QueueCore(UniqueFd heap, UniqueFd event, bool closed);
+  QueueCore(UniqueFd heap, UniqueFd event);
   void map_first_arena();
   void init_header(std::int64_t maxsize, bool joinable);
   void check_header() const;
@@ -205,7 +213,7 @@ class QueueCore {
   UniqueFd event_;
   QueueShared* shared_ = nullptr;
   std::unique_ptr<std::atomic<std::byte*>[]> arenas_;
-  std::atomic<bool> closed_{false};
+  std::atomic<pid_t> closed_by_{0};  // the process that closed it; 0: open
   // How long get() spins before it sleeps, adapted to how often spinning
   // pays off (see spin_for_item).
   std::atomic<std::int64_t> spin_ns_{4000};
