@@ -181,11 +181,11 @@ class RLock : public detail::LockHandle {
   void unlock() { release(); }
 
   // Does the calling thread hold it?
-  bool is_owned() const { return detail::rlock_owned(core("mproc::RLock::is_owned")); }
+  bool is_owned() const { return detail::held_by_caller(core("mproc::RLock::is_owned")); }
   // How many times the calling thread holds it (0 if it does not).
   std::uint32_t recursion_depth() const {
     const auto* c = core("mproc::RLock::recursion_depth");
-    return detail::rlock_owned(c) ? c->count.load(std::memory_order_relaxed) : 0;
+    return detail::held_by_caller(c) ? c->count.load(std::memory_order_relaxed) : 0;
   }
 
   void mproc_encode(detail::Writer& w) const { encode(w, detail::SyncKind::rlock); }

@@ -49,8 +49,7 @@ std::uint64_t pack(std::uint64_t fresh, std::uint64_t eligible, std::uint64_t to
 }
 
 void require_held(const LockCore* lk, const char* who) {
-  const bool held = lk->kind == SyncKind::rlock ? rlock_owned(lk) : lock_locked(lk);
-  if (!held) throw Error(std::string(who) + ": the condition's lock is not held by the caller");
+  if (!held_by_caller(lk)) throw Error(std::string(who) + ": the condition's lock is not held by the caller");
 }
 
 bool take_token(ConditionCore* c) {

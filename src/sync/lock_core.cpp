@@ -122,6 +122,7 @@ void lock_release(LockCore* c, const char* who) {
     throw Error(std::string(who) + ": the lock is not held");
   }
   if (c->recovered.load(std::memory_order_relaxed) != 0) c->recovered.store(0, std::memory_order_relaxed);
+  c->owner_tid.store(0, std::memory_order_relaxed);
   const std::uint64_t old = c->state.exchange(0, std::memory_order_release);
   if (old == 0) {
     // Someone else released it between our check and our exchange.
@@ -130,7 +131,7 @@ void lock_release(LockCore* c, const char* who) {
   if ((old & kWaitersBit) != 0) futex_wake(c->futex_word(), 1);
 }
 
-bool rlock_owned(const LockCore* c) noexcept {
+bool held_by_caller(const LockCore* c) noexcept {
   const std::uint64_t s = c->state.load(std::memory_order_relaxed);
   return s != 0 && owner_of(s) == self_owner_id() && c->owner_tid.load(std::memory_order_relaxed) == self_tid();
 }
@@ -167,7 +168,7 @@ void rlock_release_fully(LockCore* c) {
 }  // namespace
 
 void rlock_release_slow(LockCore* c, const char* who) {
-  if (!rlock_owned(c)) {
+  if (!held_by_caller(c)) {
     throw Error(std::string(who) + ": the lock is not held by the calling thread");
   }
   const std::uint32_t n = c->count.load(std::memory_order_relaxed);
@@ -180,7 +181,7 @@ void rlock_release_slow(LockCore* c, const char* who) {
 
 std::uint32_t lock_release_all(LockCore* c, const char* who) {
   if (c->kind == SyncKind::rlock) {
-    if (!rlock_owned(c)) throw Error(std::string(who) + ": the lock is not held by the calling thread");
+    if (!held_by_caller(c)) throw Error(std::string(who) + ": the lock is not held by the calling thread");
     const std::uint32_t depth = std::max<std::uint32_t>(1, c->count.load(std::memory_order_relaxed));
     rlock_release_fully(c);
     return depth;

@@ -120,8 +120,9 @@ struct alignas(64) LockCore {
   // Low half: the futex word (holder pid | kWaitersBit), high half: the
   // holder's start time; 0 when unlocked.
   std::atomic<std::uint64_t> state{0};
-  // RLock only: the holding thread and the recursion depth. Written only
-  // by the holder.
+  // The holding thread (a Lock's too: a Condition's wait and notify check
+  // that the caller holds its lock, as Python's do), and an RLock's
+  // recursion depth. Written by the holder.
   std::atomic<std::uint32_t> owner_tid{0};
   std::atomic<std::uint32_t> count{0};
   // 1 while the present holding was taken over from a dead holder; cleared
@@ -147,10 +148,13 @@ bool lock_acquire_slow(LockCore* c, Deadline deadline);
 inline bool lock_acquire(LockCore* c, Deadline deadline) {
   std::uint64_t expected = 0;
   if (c->state.compare_exchange_strong(expected, self_owner_id(), std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
+                                       std::memory_order_relaxed)) [[likely]] {
+    c->owner_tid.store(self_tid(), std::memory_order_relaxed);
     return true;
   }
-  return lock_acquire_slow(c, deadline);
+  if (!lock_acquire_slow(c, deadline)) return false;
+  c->owner_tid.store(self_tid(), std::memory_order_relaxed);
+  return true;
 }
 
 // Releases a held lock, whoever holds it (Lock semantics). Throws
@@ -193,8 +197,8 @@ inline void rlock_release(LockCore* c, const char* who) {
   }
   rlock_release_slow(c, who);
 }
-// Does the calling thread hold this RLock?
-bool rlock_owned(const LockCore* c) noexcept;
+// Does the calling thread hold this Lock or RLock?
+bool held_by_caller(const LockCore* c) noexcept;
 
 // For Condition::wait: release completely (an RLock whatever its depth) and
 // later take it back to the same depth. release_all returns the depth.
