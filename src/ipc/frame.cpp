@@ -65,9 +65,10 @@ bool poll_readable(int fd, Deadline deadline) {
 }
 
 void send_frame(int fd, std::span<const std::byte> body, std::span<const int> fds) {
-  if (fds.size() > kFrameMaxFds) throw Error("Connection::send: too many handles in one message");
   FrameHeader h{kFrameMagic, static_cast<std::uint32_t>(fds.size()), body.size()};
-  iovec iov[2] = {{&h, sizeof h}, {const_cast<std::byte*>(body.data()), body.size()}};
+  const std::size_t ahead = send_fds_ahead(fd, std::as_bytes(std::span(&h, 1)), fds, "Connection::send");
+  iovec iov[2] = {{reinterpret_cast<char*>(&h) + ahead, sizeof h - ahead},
+                  {const_cast<std::byte*>(body.data()), body.size()}};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kFrameMaxFds)];
   msghdr msg{};
   msg.msg_iov = iov;
@@ -85,7 +86,7 @@ void send_frame(int fd, std::span<const std::byte> body, std::span<const int> fd
   if (w < 0) throw_send_errno(errno);
   // A large body goes out in several pieces; the descriptors went with the
   // first one. Continue from where the kernel stopped.
-  std::size_t sent = static_cast<std::size_t>(w);
+  std::size_t sent = ahead + static_cast<std::size_t>(w);
   const std::size_t total = sizeof h + body.size();
   while (sent < total) {
     iovec rest[2];

@@ -16,7 +16,7 @@
 namespace mproc::detail {
 namespace {
 
-constexpr std::size_t kMaxFds = 250;  // below the kernel's SCM_MAX_FD (253)
+constexpr std::size_t kMaxFds = kFdsPerSendmsg;
 
 struct Header {
   std::uint64_t length;
@@ -38,9 +38,9 @@ void send_all(int sock, const std::byte* p, std::size_t n) {
 }  // namespace
 
 void send_message(int sock, std::span<const std::byte> bytes, std::span<const int> fds) {
-  if (fds.size() > kMaxFds) throw Error("mproc: too many handles in one message");
   Header h{bytes.size(), static_cast<std::uint32_t>(fds.size())};
-  iovec iov[2] = {{&h, sizeof h},
+  const std::size_t ahead = send_fds_ahead(sock, std::as_bytes(std::span(&h, 1)), fds, "mproc: sendmsg");
+  iovec iov[2] = {{reinterpret_cast<char*>(&h) + ahead, sizeof h - ahead},
                   {const_cast<std::byte*>(bytes.data()), bytes.size()}};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
   msghdr msg{};
@@ -61,7 +61,7 @@ void send_message(int sock, std::span<const std::byte> bytes, std::span<const in
     throw_errno("mproc: sendmsg");
   }
   // The descriptors went with the first byte; finish the rest plainly.
-  std::size_t sent = static_cast<std::size_t>(w);
+  std::size_t sent = ahead + static_cast<std::size_t>(w);
   if (sent < sizeof h) {
     send_all(sock, reinterpret_cast<const std::byte*>(&h) + sent, sizeof h - sent);
     sent = sizeof h;
@@ -281,7 +281,8 @@ void MessageReader::next(Message& m, BulkRing* ring, std::size_t max_bytes, bool
     }
     return;
   }
-  // This message's descriptors came with its first byte: they are queued.
+  // This message's descriptors came with its header's bytes (send_fds_ahead):
+  // they are queued.
   const std::size_t queued = fds_.size() - fds_begin_;
   if (h.nfds > queued) {
     throw SerializationError("mproc: malformed message: header announces " + std::to_string(h.nfds) +

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -49,5 +51,20 @@ UniqueFd dup_cloexec(int fd);
 // Waits until `fd` is readable (or hung up). timeout_ms < 0 waits forever.
 // Returns false on timeout.
 bool wait_readable(int fd, int timeout_ms);
+
+// One sendmsg() carries at most this many descriptors (SCM_RIGHTS; the
+// kernel's SCM_MAX_FD is 253).
+inline constexpr std::size_t kFdsPerSendmsg = 250;
+
+// For a message with more descriptors than one sendmsg() carries: sends
+// all of them but the last kFdsPerSendmsg ahead, in chunks, each with the
+// next byte of `head` (the message's header). The receiver reads a header
+// in a loop and each recvmsg() returns at most one chunk (the kernel stops
+// after a segment with descriptors), so they have all arrived, in order,
+// once the header has. Returns how many bytes of `head` went; `fds` is left
+// with what the caller's sendmsg of the rest carries. Throws mproc::Error
+// naming `who` if even the header is too short for that many chunks, and
+// EOFError if the peer is gone.
+std::size_t send_fds_ahead(int sock, std::span<const std::byte> head, std::span<const int>& fds, const char* who);
 
 }  // namespace mproc::detail

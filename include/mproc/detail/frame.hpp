@@ -32,7 +32,7 @@
 namespace mproc::detail {
 
 inline constexpr std::uint32_t kFrameMagic = 0x4372506du;  // "mPrC" little-endian
-inline constexpr std::size_t kFrameMaxFds = 250;            // below SCM_MAX_FD (253)
+inline constexpr std::size_t kFrameMaxFds = kFdsPerSendmsg;  // per recvmsg (send_fds_ahead)
 
 struct FrameHeader {
   std::uint32_t magic;

@@ -1,7 +1,8 @@
 // detail/wire.hpp: whole messages over a stream socket, with descriptors.
 //
 // A message is a 12-byte header (u64 body length, u32 descriptor count) and
-// the body; the descriptors ride on the first sendmsg() as SCM_RIGHTS. The
+// the body; the descriptors ride on the first sendmsg() as SCM_RIGHTS (more
+// than one sendmsg carries go ahead in chunks: fd.hpp, send_fds_ahead). The
 // receiver grows its buffer only as bytes actually arrive, so a forged length
 // costs the receiver nothing until the sender really sends that much.
 #pragma once
