@@ -2,7 +2,7 @@
 
 #include "mproc/thread_pool.hpp"
 
-#include <cstdio>
+#include <vector>
 
 namespace mproc::detail {
 
@@ -19,6 +19,14 @@ ThreadExecutor::~ThreadExecutor() {
     join();
   } catch (...) {
   }
+  // An imap range may outlive the pool: it takes no more input and never
+  // calls back into this executor.
+  std::vector<std::shared_ptr<ImapSource>> open;
+  {
+    std::lock_guard lock(mu_);
+    open.swap(sources_);
+  }
+  for (auto& source : open) source->detach();
 }
 
 bool ThreadExecutor::accepting() {
@@ -30,6 +38,7 @@ void ThreadExecutor::submit(Task task) {
   {
     std::lock_guard lock(mu_);
     if (state_ != State::run) throw PoolClosedError("mproc::ThreadPool: the pool is closed; no more tasks can be submitted");
+    if (init_error_) std::rethrow_exception(init_error_);
     queue_.push_back(std::move(task));
   }
   cv_.notify_one();
@@ -71,11 +80,31 @@ void ThreadExecutor::terminate() {
   }
 }
 
+void ThreadExecutor::add_source(std::shared_ptr<ImapSource> source) {
+  std::lock_guard lock(mu_);
+  sources_.push_back(std::move(source));
+}
+
+void ThreadExecutor::source_done(const ImapSource* source) {
+  {
+    std::lock_guard lock(mu_);
+    std::erase_if(sources_, [source](const std::shared_ptr<ImapSource>& s) { return s.get() == source; });
+  }
+  cv_.notify_all();
+}
+
 void ThreadExecutor::join() {
+  std::vector<std::shared_ptr<ImapSource>> open;
   {
     std::lock_guard lock(mu_);
     if (state_ == State::run) throw Error("mproc::ThreadPool::join: call close() or terminate() first");
+    if (state_ == State::close) open = sources_;
   }
+  // Every task of a closed pool runs before join() returns, an imap's
+  // included (as in Python, whose pool has taken its whole input by then):
+  // the rest of its input is taken now, past its window.
+  for (auto& source : open) source->drain();
+  open.clear();
   std::lock_guard lock(join_mu_);
   if (joined_) return;
   for (auto& t : workers_) {
@@ -91,21 +120,21 @@ void ThreadExecutor::worker() noexcept {
   if (initializer_) {
     try {
       initializer_();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "mproc::ThreadPool: initializer failed: %s\n", e.what());
     } catch (...) {
-      std::fprintf(stderr, "mproc::ThreadPool: initializer failed\n");
+      // The pool is broken, as a process Pool whose initializer throws:
+      // every task fails with this exception (below, and in submit()).
+      std::lock_guard lock(mu_);
+      if (!init_error_) init_error_ = std::current_exception();
     }
   }
   std::unique_lock lock(mu_);
   for (;;) {
-    // A closed pool still runs what was queued (and what running jobs add),
-    // and stops when nothing is queued or running.
-    cv_.wait(lock, [this] {
-      return !queue_.empty() || state_ == State::terminate || (state_ == State::close && busy_ == 0);
-    });
+    // A closed pool still runs what was queued, what running jobs add and
+    // what an open imap's reader lets in; it stops when none is left.
+    const auto finished = [this] { return state_ == State::close && busy_ == 0 && sources_.empty(); };
+    cv_.wait(lock, [&] { return !queue_.empty() || state_ == State::terminate || finished(); });
     if (queue_.empty()) {
-      if (state_ == State::terminate || (state_ == State::close && busy_ == 0)) {
+      if (state_ == State::terminate || finished()) {
         cv_.notify_all();
         return;
       }
@@ -114,9 +143,14 @@ void ThreadExecutor::worker() noexcept {
     Task t = std::move(queue_.front());
     queue_.pop_front();
     ++busy_;
+    const std::exception_ptr broken = init_error_;
     lock.unlock();
     try {
-      t.run();
+      if (broken) {
+        if (t.cancel) t.cancel(broken);
+      } else {
+        t.run();
+      }
     } catch (...) {
       // Tasks catch their own exceptions; this is a last resort.
     }

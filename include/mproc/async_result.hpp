@@ -29,6 +29,7 @@
 #include <utility>
 #include <variant>
 
+#include "mproc/detail/futex.hpp"
 #include "mproc/detail/spin.hpp"
 #include "mproc/errors.hpp"
 
@@ -77,7 +78,11 @@ class ResultState {
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     if (timeout > std::chrono::duration<Rep, Period>::zero() && spin_until_ready()) return true;
     std::unique_lock lock(mu_);
-    const bool ready = cv_.wait_for(lock, timeout, [this] { return ready_; });
+    // Through a deadline: duration::max() (any period) means for ever, not
+    // an overflow into the past.
+    const Deadline deadline = deadline_after(timeout);
+    const auto ready_now = [this] { return ready_; };
+    const bool ready = deadline ? cv_.wait_until(lock, *deadline, ready_now) : (cv_.wait(lock, ready_now), true);
     spin().woke();
     return ready;
   }

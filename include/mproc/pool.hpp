@@ -47,6 +47,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <ranges>
@@ -122,13 +123,25 @@ inline constexpr std::size_t kMaxPoolSize = std::size_t{1} << 16;
 namespace detail {
 // Throws mproc::Error, naming `who`, unless 1 <= n <= kMaxPoolSize.
 void check_pool_size(std::size_t n, const char* who);
+// Throws mproc::Error, naming `who`, if maxtasksperchild is beyond what a
+// worker counts (2^32 - 1; a negative number converted, most likely).
+void check_maxtasksperchild(std::size_t n, const char* who);
+// imap's chunksize: 0 is taken as 1 (the default); one that is a negative
+// number converted to size_t throws mproc::Error naming `who` (Python
+// refuses chunksize < 1), rather than reading an endless input without end.
+std::size_t checked_imap_chunksize(std::size_t chunksize, const char* who);
 }  // namespace detail
 
 // How many imap items may be taken from the input ahead of the consumer:
 // enough that every worker can hold a few small chunks (so tiny tasks do
 // not wait for round trips), and a constant, so memory stays flat.
+// Saturates rather than wraps for a huge chunksize.
 constexpr std::size_t imap_window(std::size_t processes, std::size_t chunksize) {
-  return std::max<std::size_t>((2 * processes + 2) * (chunksize == 0 ? 1 : chunksize), 16 * processes);
+  const std::size_t per_chunk = chunksize == 0 ? 1 : chunksize;
+  const std::size_t chunks = 2 * processes + 2;
+  const std::size_t window =
+      per_chunk > std::numeric_limits<std::size_t>::max() / chunks ? std::numeric_limits<std::size_t>::max() : chunks * per_chunk;
+  return std::max<std::size_t>(window, 16 * processes);
 }
 
 // The lazy range returned by imap/imap_unordered. Single pass, like a
@@ -166,27 +179,21 @@ class IMapRange {
     IMapRange* r_ = nullptr;
   };
 
-  // Fetches the first result (may block, may throw).
+  // Fetches the next result (may block, may throw): as with a Python
+  // iterator, a loop goes on from where an earlier next() or a loop left
+  // by `break` stopped (`head = next(it); for x in it:`).
   iterator begin() {
-    if (!started_) {
-      started_ = true;
-      advance();
-    }
+    advance();
     return iterator(this);
   }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-  // Python's next(it): the next result, or nullopt at the end. Do not mix
-  // with range-for on the same range.
-  std::optional<V> next() {
-    started_ = true;
-    return ch_->next();
-  }
+  // Python's next(it): the next result, or nullopt at the end.
+  std::optional<V> next() { return ch_->next(); }
   // Python's it.next(timeout): throws mproc::TimeoutError if no result is
   // ready within `timeout` (the iteration may go on afterwards).
   template <class Rep, class Period>
   std::optional<V> next(std::chrono::duration<Rep, Period> timeout) {
-    started_ = true;
     return ch_->next(detail::deadline_after(timeout));
   }
 
@@ -194,7 +201,6 @@ class IMapRange {
   void advance() { current_ = ch_->next(); }
   std::shared_ptr<detail::IMapChannel<V>> ch_;
   std::optional<V> current_;
-  bool started_ = false;
 };
 
 class Pool {
@@ -458,7 +464,7 @@ class Pool {
     using R = typename detail::item_result<Fn, Item, false>::type;
     using View = std::views::all_t<Range>;
     using Job = detail::IMapJob<Fn, Item, false, R, View, Ordered>;
-    chunksize = std::max<std::size_t>(chunksize, 1);
+    chunksize = detail::checked_imap_chunksize(chunksize, Ordered ? "mproc::Pool::imap" : "mproc::Pool::imap_unordered");
     auto job = std::make_shared<Job>(Fn(std::forward<F>(f)), std::views::all(std::forward<Range>(range)), chunksize,
                                      imap_window(processes(), chunksize), core_.get(), progress_);
     std::shared_ptr<detail::IMapChannel<detail::value_t<R>>> channel = job;

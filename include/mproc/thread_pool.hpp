@@ -14,7 +14,12 @@
 //    construction (use mproc::Pool), terminate() drops queued tasks (their
 //    results fail with PoolClosedError) and waits for running ones;
 //  - maxtasksperchild is accepted and ignored (threads do not leak).
-// The initializer runs once in each worker thread before its first task.
+// The initializer runs once in each worker thread before its first task; if
+// it throws, the pool is broken as a process Pool is: every task fails with
+// that exception, and later calls throw it.
+// An imap's results can be read after close(), and join() reads the rest of
+// every imap's input first (past its window), as Python's pool has taken
+// all of it by then: the results wait for the reader.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +28,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -43,6 +49,17 @@
 namespace mproc {
 
 namespace detail {
+
+// An imap's input as the executor sees it: while one is open, a closed
+// pool's threads stay for the chunks its reader's progress lets in.
+class ImapSource {
+ public:
+  virtual ~ImapSource() = default;
+  // join(): take the rest of the input now, past the window.
+  virtual void drain() = 0;
+  // The executor ends: take no more input, and never call it again.
+  virtual void detach() = 0;
+};
 
 // The threads of a ThreadPool, plus its callback thread.
 class ThreadExecutor final : public CallbackSink {
@@ -65,6 +82,10 @@ class ThreadExecutor final : public CallbackSink {
   void join();
   std::size_t threads() const noexcept { return n_; }
   bool accepting();
+  // An imap whose input may still produce chunks; it calls source_done()
+  // once it will not (its input ended, or its reader let go).
+  void add_source(std::shared_ptr<ImapSource> source);
+  void source_done(const ImapSource* source);
 
  private:
   void worker() noexcept;
@@ -80,13 +101,15 @@ class ThreadExecutor final : public CallbackSink {
   CallbackThread callbacks_;
   std::mutex join_mu_;
   bool joined_ = false;
-  std::exception_ptr init_error_;
+  std::exception_ptr init_error_;  // the first initializer's failure
+  std::vector<std::shared_ptr<ImapSource>> sources_;
 };
 
 // imap on threads: runners pull chunks of the input under the job's lock
 // while fewer than `window` items wait for the consumer.
 template <class F, class Item, bool Unpack, class R, class View, bool Ordered>
 class ThreadIMap final : public IMapChannel<value_t<R>>,
+                         public ImapSource,
                          public std::enable_shared_from_this<ThreadIMap<F, Item, Unpack, R, View, Ordered>> {
  public:
   using V = value_t<R>;
@@ -97,7 +120,8 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
   void pump() {
     std::unique_lock lock(mu_);
     // Whole chunks only (but the input's last), as the process Pool.
-    while (!done_input_ && !cancelled_ && runners_ < ex_->threads() && pulled_ - consumed_ + chunksize_ <= window_) {
+    while (ex_ != nullptr && !done_input_ && !cancelled_ && runners_ < ex_->threads() &&
+           pulled_ - consumed_ + chunksize_ <= window_) {
       std::vector<std::pair<std::size_t, Item>> batch;
       const std::size_t first = pulled_;
       try {
@@ -123,10 +147,25 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
       auto shared_batch = std::make_shared<decltype(batch)>(std::move(batch));
       ThreadExecutor::Task t{[self, shared_batch] { self->run(*shared_batch); },
                              [self, shared_batch](std::exception_ptr e) { self->drop(*shared_batch, e); }};
-      lock.unlock();
-      ex_->submit_internal(std::move(t));
-      lock.lock();
+      call_executor(lock, [&t](ThreadExecutor* ex) { ex->submit_internal(std::move(t)); });
     }
+    release_if_done(lock);
+    cv_.notify_all();
+  }
+
+  void drain() override {
+    {
+      std::lock_guard lock(mu_);
+      window_ = std::numeric_limits<std::size_t>::max();
+    }
+    pump();
+  }
+  void detach() override {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return calling_ == 0; });
+    ex_ = nullptr;
+    done_input_ = true;
+    released_ = true;
     cv_.notify_all();
   }
 
@@ -153,8 +192,9 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
     }
   }
   void cancel() override {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     cancelled_ = true;
+    release_if_done(lock);
   }
 
  private:
@@ -194,11 +234,30 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
     pump();
   }
   void drop(std::vector<std::pair<std::size_t, Item>>& batch, std::exception_ptr e) {
+    // (Called under the executor's lock when terminate() refuses a chunk:
+    // no call back into the executor from here.)
     std::lock_guard lock(mu_);
     for (auto& entry : batch) outcomes_.emplace(entry.first, e);
     done_input_ = true;
     --runners_;
     cv_.notify_all();
+  }
+  // Calls fn(executor) without this job's lock, while detach() waits.
+  template <class Fn>
+  void call_executor(std::unique_lock<std::mutex>& lock, Fn&& fn) {
+    ThreadExecutor* ex = ex_;
+    ++calling_;
+    lock.unlock();
+    fn(ex);
+    lock.lock();
+    --calling_;
+    cv_.notify_all();
+  }
+  // Tells the executor, once, that this input will produce no more chunks.
+  void release_if_done(std::unique_lock<std::mutex>& lock) {
+    if (released_ || ex_ == nullptr || !(done_input_ || cancelled_)) return;
+    released_ = true;
+    call_executor(lock, [this](ThreadExecutor* ex) { ex->source_done(this); });
   }
 
   F f_;
@@ -211,6 +270,8 @@ class ThreadIMap final : public IMapChannel<value_t<R>>,
   std::map<std::size_t, std::variant<V, std::exception_ptr>> outcomes_;
   std::size_t pulled_ = 0, consumed_ = 0, next_ = 0, runners_ = 0;
   bool done_input_ = false, cancelled_ = false;
+  bool released_ = false;  // source_done() called (or detached)
+  int calling_ = 0;        // calls into the executor under way
 };
 
 }  // namespace detail
@@ -227,6 +288,7 @@ class ThreadPool {
     if (o.task_timeout) {
       throw Error("mproc::ThreadPool: task_timeout needs killable workers; use mproc::Pool");
     }
+    detail::check_maxtasksperchild(o.maxtasksperchild, "mproc::ThreadPool");
     std::function<void()> init;
     if constexpr (!std::is_same_v<Init, NoInitializer>) {
       init = [f = o.initializer, a = o.initargs]() mutable { std::apply(f, a); };
@@ -433,9 +495,10 @@ class ThreadPool {
     using View = std::views::all_t<Range>;
     using Job = detail::ThreadIMap<Fn, Item, false, R, View, Ordered>;
     if (!accepting()) throw PoolClosedError("mproc::ThreadPool: the pool is closed; no more tasks can be submitted");
-    chunksize = std::max<std::size_t>(chunksize, 1);
+    chunksize = detail::checked_imap_chunksize(chunksize, Ordered ? "mproc::ThreadPool::imap" : "mproc::ThreadPool::imap_unordered");
     auto job = std::make_shared<Job>(Fn(std::forward<F>(f)), std::views::all(std::forward<Range>(range)), chunksize,
                                      imap_window(processes(), chunksize), ex_.get());
+    ex_->add_source(job);
     job->pump();
     return IMapRange<detail::value_t<R>>(std::move(job));
   }

@@ -32,15 +32,28 @@ void detail::check_pool_size(std::size_t n, const char* who) {
   }
 }
 
+void detail::check_maxtasksperchild(std::size_t n, const char* who) {
+  if (n > std::numeric_limits<std::uint32_t>::max()) {
+    throw Error(std::string(who) + ": maxtasksperchild " + std::to_string(n) + " is too large (0 means no limit)" +
+                (n > (std::size_t{1} << 63) ? "; a negative number?" : ""));
+  }
+}
+
+std::size_t detail::checked_imap_chunksize(std::size_t chunksize, const char* who) {
+  if (chunksize > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max())) {
+    throw Error(std::string(who) + ": chunksize must be at least 1 (got " + std::to_string(chunksize) +
+                ", a negative number?)");
+  }
+  return std::max<std::size_t>(chunksize, 1);
+}
+
 void Pool::start_core(std::size_t processes, StartMethod method, std::size_t maxtasks,
                       std::optional<std::chrono::nanoseconds> timeout, detail::Writer init,
                       std::shared_ptr<const void> keepalive, std::function<void(std::exception_ptr)> on_cb_error,
                       detail::TransportFactory make) {
   if (timeout && timeout->count() <= 0) throw Error("mproc::Pool: task_timeout must be positive");
   if (processes != 0) detail::check_pool_size(processes, "mproc::Pool");  // 0: the transport's default
-  if (maxtasks > std::numeric_limits<std::uint32_t>::max()) {
-    throw Error("mproc::Pool: maxtasksperchild " + std::to_string(maxtasks) + " is too large (0 means no limit)");
-  }
+  detail::check_maxtasksperchild(maxtasks, "mproc::Pool");
   detail::TransportRequest request;
   request.processes = processes;
   request.start_method = method;

@@ -191,7 +191,11 @@ void PoolCore::join() {
   {
     std::lock_guard lock(mu_);
     if (state_ == State::run) throw Error("mproc::Pool::join: call close() or terminate() first");
+    // Every task of a closed pool runs before join() returns, an imap's
+    // included (Python's pool has taken its whole input by then).
+    draining_ = state_ == State::close;
   }
+  transport_->wake();
   std::lock_guard lock(join_mu_);
   if (joined_) return;
   if (supervisor_.joinable()) supervisor_.join();
@@ -229,6 +233,7 @@ void PoolCore::supervise() noexcept {
     for (;;) {
       State state;
       std::exception_ptr broken_now;
+      bool draining;
       {
         std::lock_guard lock(mu_);
         while (!incoming_.empty()) {
@@ -240,6 +245,10 @@ void PoolCore::supervise() noexcept {
         }
         state = state_;
         broken_now = broken_;
+        draining = draining_;
+      }
+      if (draining) {
+        for (const auto& job : jobs_) job->drain();
       }
       if (state == State::terminate) break;
       if (broken_now) {
@@ -432,6 +441,22 @@ void PoolCore::on_message(std::size_t slot, Message& m) {
     s.retiring = true;
     return;
   }
+  if (kind == PoolMsg::chunk_failed) {
+    const auto id = r.read_pod<std::uint64_t>();
+    std::exception_ptr e = make_remote_exception(decode_facts(r));
+    auto it = s.inflight.begin();
+    while (it != s.inflight.end() && (*it)->id != id) ++it;
+    if (it == s.inflight.end()) return;  // a chunk already written off
+    std::unique_ptr<Chunk> owned = std::move(*it);
+    s.inflight.erase(it);
+    for (std::uint32_t i = owned->answered; i < owned->count; ++i) owned->job->fail(owned->first + i, e);
+    const auto now = std::chrono::steady_clock::now();
+    if (!s.inflight.empty()) s.inflight.front()->last_activity = now;
+    auto job = owned->job;
+    recycle(std::move(owned));
+    finish_job_if_done(job);
+    return;
+  }
   if (kind != PoolMsg::results) throw SerializationError("mproc::Pool: unexpected message from a worker");
   const auto id = r.read_pod<std::uint64_t>();
   const auto first = r.read_pod<std::uint32_t>();
@@ -611,8 +636,9 @@ void PoolCore::on_death(std::size_t slot, const Transport::Event& e) {
   // declared broken. A SIGKILL from outside (the OOM killer, a user, a
   // chaos test killing workers at random, which under spawn often hits one
   // still starting) says little about the start itself: it takes a long
-  // run of those.
-  if (!expected && !worked && e.exit_code != 0) {
+  // run of those. An exit with status 0 counts too (an initializer that
+  // calls exit(0)): a worker never leaves by itself unasked.
+  if (!expected && !worked) {
     const bool killed_from_outside = e.exit_code == -SIGKILL && !e.never_started;
     startup_deaths_ += killed_from_outside ? 1 : kStartupCrashWeight;
     if (startup_deaths_ >= kMaxStartupDeaths) {

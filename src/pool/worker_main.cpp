@@ -67,22 +67,31 @@ void pool_worker_main(FdHandle sock, FdHandle bell, FdHandle pool_bell, RegionHa
       const auto chunk_id = in.read_pod<std::uint64_t>();
       ItemSink sink(link, progress, chunk_id, config.flush_each_item, results);
       current_item_sink() = &sink;
+      bool started = true;
       try {
         const Invoker invoke = find_invoker(in.read_pod<std::uint64_t>());
         Writer unused;
         invoke(in, unused);
       } catch (...) {
         // The chunk could not even be started (unknown invoker, undecodable
-        // callable): every item of it fails with that error.
+        // callable; every item's own failure is caught inside): each of its
+        // items fails with that error, and the worker goes on with the next
+        // chunk, as Python's does with a task it cannot unpickle.
         const RemoteFacts facts = describe_current_exception();
-        Writer w;
-        w.write_pod(PoolMsg::init_failed);
-        encode_facts(w, facts);
-        link.send(w.bytes(), w.fds());
-        return;
+        results.clear();
+        results.write_pod(PoolMsg::chunk_failed);
+        results.write_pod(chunk_id);
+        encode_facts(results, facts);
+        link.send(results.bytes(), results.fds());
+        started = false;
       }
       current_item_sink() = nullptr;
-      sink.finish();
+      if (started) sink.finish();
+      // The descriptors that came with the chunk (handles among its
+      // arguments) are not kept while waiting for the next one: a pipe end
+      // given to a task must close when the task is done (CPython's
+      // test_release_task_refs).
+      m.fds.clear();
       ++chunks_run;
       if (config.maxtasks != 0 && chunks_run >= config.maxtasks) {
         Writer w;

@@ -80,11 +80,14 @@ inline constexpr bool invocable_with_v = false;
 template <class F, class... T>
 inline constexpr bool invocable_with_v<F, std::tuple<T...>> = std::is_invocable_v<F&, T&...>;
 
+// What a task returns to its caller: the decayed result (a function that
+// returns a reference gives a copy of the referred value, as API.md's "R is
+// the decayed return type of f").
 template <class F, class Tuple>
 struct apply_result;
 template <class F, class... T>
 struct apply_result<F, std::tuple<T...>> {
-  using type = std::invoke_result_t<F&, T&...>;
+  using type = std::decay_t<std::invoke_result_t<F&, T&...>>;
 };
 template <class F, class Tuple>
 using apply_result_t = typename apply_result<F, Tuple>::type;

@@ -100,6 +100,10 @@ class JobBase {
   virtual void complete(PoolCore& core) = 0;
   // The pool ends before the job did: fail everything without an outcome.
   virtual void abandon(std::exception_ptr error) = 0;
+  // join() of a closed pool: every task is to run before it returns, so a
+  // job that takes its input lazily (imap) takes the rest of it now, past
+  // its window; its results wait for the reader. Supervisor thread only.
+  virtual void drain() {}
 };
 
 struct PoolCoreOptions {
@@ -180,6 +184,9 @@ class PoolCore final : public CallbackSink {
   std::thread supervisor_;
   std::mutex join_mu_;
   bool joined_ = false;
+  // Set by join() of a closed pool: lazy jobs take the rest of their input
+  // (JobBase::drain). Shared with the joining thread, under mu_.
+  bool draining_ = false;
 };
 
 }  // namespace mproc::detail

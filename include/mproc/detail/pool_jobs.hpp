@@ -17,6 +17,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -495,6 +496,10 @@ class IMapJob final : public JobBase, public IMapChannel<value_t<R>> {
   bool input_exhausted() const override {
     std::lock_guard lock(mu_);
     return input_done_ || cancelled_;
+  }
+  void drain() override {
+    std::lock_guard lock(mu_);
+    window_ = std::numeric_limits<std::size_t>::max();
   }
   void deliver(std::size_t index, Reader& r) override {
     V v = decode_result<R>(r);

@@ -92,6 +92,8 @@ enum class PoolMsg : std::uint8_t {
   results = 4,      // worker -> core: [chunk id u64][first u32][count u32][outcomes]
   init_failed = 5,  // worker -> core: [facts]
   retiring = 6,     // worker -> core: maxtasksperchild reached, exiting
+  chunk_failed = 7,  // worker -> core: [chunk id u64][facts]: the chunk could not
+                     // start (its callable did not decode); its items fail
 };
 
 }  // namespace mproc::detail
