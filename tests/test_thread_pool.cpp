@@ -15,6 +15,7 @@
 #include <exception>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <ranges>
 #include <set>
 #include <stdexcept>
@@ -433,6 +434,47 @@ TEST_F(ThreadPool, DestroyingAnImapEarlyKeepsThePoolUsable) {
   EXPECT_EQ(tp.map(square, std::views::iota(0, 20)), squares(20));
   tp.close();
   guarded(tp, "join after abandoned imaps", [&] { tp.join(); }).get();
+}
+
+// An imap range may outlive its pool: once the pool is gone it takes no
+// more input and never calls into the dead pool (ASan would see it); what
+// it holds, and then the end, is all it yields.
+TEST_F(ThreadPool, AnImapRangeThatOutlivesItsPoolEnds) {
+  std::atomic<int> pulled{0};
+  auto counted = std::views::iota(0) | std::views::transform([&pulled](int x) {
+                   ++pulled;
+                   return x;
+                 });
+  std::optional<mproc::IMapRange<int>> range;
+  {
+    mproc::ThreadPool tp(2);
+    range.emplace(tp.imap(square, counted));
+    EXPECT_EQ(range->next(), 0);
+  }  // terminate() and join()
+  const int taken = pulled.load();
+  std::size_t rest = 0;  // results, or PoolClosedError for dropped chunks
+  for (;;) {
+    try {
+      if (!range->next()) break;  // ends: the pool is gone
+    } catch (const mproc::PoolClosedError&) {
+    }
+    ++rest;
+  }
+  EXPECT_LT(rest, static_cast<std::size_t>(taken));
+  EXPECT_EQ(pulled.load(), taken) << "the range took input after its pool was gone";
+}
+
+// A closed ThreadPool still serves an imap whose reader comes later, and
+// join() runs the rest of its input first (tests/test_cpython_audit_pool.cpp
+// has the CPython forms of both).
+TEST_F(ThreadPool, JoinRunsTheRestOfAnImapWhoseReaderComesLater) {
+  mproc::ThreadPool tp(2);
+  auto it = tp.imap(square, std::views::iota(0, 500));
+  tp.close();
+  guarded(tp, "join with an imap not yet read", [&] { tp.join(); }).get();
+  std::vector<int> got;
+  while (auto v = it.next(kGuard)) got.push_back(*v);
+  EXPECT_EQ(got, squares(500));
 }
 
 }  // namespace
