@@ -18,6 +18,7 @@
 
 #include "mproc/detail/fd.hpp"
 #include "mproc/detail/remote_error.hpp"
+#include "mproc/detail/sync_core.hpp"
 
 namespace mproc {
 namespace detail {
@@ -267,6 +268,10 @@ void Process::kill() {
 int Process::sentinel() const {
   if (!impl_ || !impl_->child) throw Error("mproc::Process::sentinel: process not started");
   return impl_->child->sentinel();
+}
+
+bool ProcessInfo::is_alive() const {
+  return pid_ == ::getpid() || detail::process_running(static_cast<std::uint32_t>(pid_));
 }
 
 ProcessInfo current_process() { return ProcessInfo(::getpid(), detail::identity().name); }

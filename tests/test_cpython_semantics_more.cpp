@@ -277,6 +277,37 @@ TEST_P(CPythonProcess2, LetsGoOfItsTargetAndArgumentsOnceStarted) {
   EXPECT_THROW(r.recv(), mproc::EOFError);
 }
 
+// CPython's test_parent_process, the half mproc can show: a child sees its
+// parent alive. (The other half, a grandchild outliving its killed parent,
+// cannot happen here: children die with their parent.) And a ProcessInfo
+// of a child that has ended says so.
+void report_parent_alive_then_wait(mproc::Connection<int> w, mproc::Event go) {
+  const std::optional<mproc::ProcessInfo> parent = mproc::parent_process();
+  w.send(parent && parent->is_alive() ? 1 : 0);
+  if (!go.wait(2 * kGuard)) std::_Exit(90);
+}
+
+TEST_P(CPythonProcess2, ParentProcessIsAliveAndAnEndedChildIsNot) {
+  EXPECT_TRUE(mproc::current_process().is_alive());
+  auto [r, w] = mproc::Pipe<int>(false);
+  mproc::Event go;
+  mproc::Process p(process_options(GetParam()), report_parent_alive_then_wait, w, go);
+  p.start();
+  ASSERT_TRUE(r.poll(kGuard));
+  EXPECT_EQ(r.recv(), 1) << "the child's parent_process() is not alive";
+  std::optional<mproc::ProcessInfo> child;
+  for (const mproc::ProcessInfo& info : mproc::active_children()) {
+    if (info.pid() == p.pid()) child = info;
+  }
+  ASSERT_TRUE(child.has_value());
+  EXPECT_TRUE(child->is_alive());
+  go.set();
+  EXPECT_EQ(join_guarded(p), 0);
+  // A forkserver child is reaped by the server, a moment later: a zombie
+  // is not alive either.
+  EXPECT_FALSE(child->is_alive());
+}
+
 INSTANTIATE_TEST_SUITE_P(CPython, CPythonProcess2, mproc_test::all_start_methods(), mproc_test::start_method_name);
 
 // ------------------------------------------------------- forkserver death ---

@@ -52,6 +52,9 @@ class ProcessInfo {
   ProcessInfo(int pid, std::string name) : pid_(pid), name_(std::move(name)) {}
   int pid() const noexcept { return pid_; }
   const std::string& name() const noexcept { return name_; }
+  // Whether the process still runs (Python's parent_process().is_alive()):
+  // false once it has ended, even before it is reaped. Read from /proc.
+  bool is_alive() const;
   friend bool operator==(const ProcessInfo&, const ProcessInfo&) = default;
 
  private:

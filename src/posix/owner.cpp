@@ -156,4 +156,18 @@ bool owner_dead(OwnerId owner) noexcept {
   return false;
 }
 
+bool process_running(std::uint32_t pid) noexcept {
+  if (pid == 0) return false;
+  const ProcStat st = read_proc_stat(pid);
+  switch (st.state) {
+    case ProcState::gone:
+      return st.missing && ::kill(static_cast<pid_t>(pid), 0) == 0;  // no /proc mounted
+    case ProcState::running:
+      return true;
+    case ProcState::unknown:
+      return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+  }
+  return false;
+}
+
 }  // namespace mproc::detail

@@ -85,6 +85,11 @@ inline std::uint32_t self_tid() noexcept {
 // only delays the takeover to the next check).
 bool owner_dead(OwnerId owner) noexcept;
 
+// Whether process `pid` exists and has not ended (a zombie has ended), read
+// from /proc (kill(pid, 0) where /proc cannot tell). For
+// ProcessInfo::is_alive.
+bool process_running(std::uint32_t pid) noexcept;
+
 // A polite pause inside a spin loop.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
