@@ -1275,6 +1275,44 @@ class CPythonIgnoreEINTR : public ::testing::Test {
   struct sigaction old_ {};
 };
 
+// TestIgnoreEINTR.test_ignore (a send_bytes of more than the socket holds,
+// interrupted) and test_ignore_listener (accept() interrupted).
+TEST_F(CPythonIgnoreEINTR, BlockedSendOfABigMessage) {
+  auto [a, b] = mproc::Pipe<int>();
+  std::vector<std::byte> got;
+  std::thread t = pelt_then([&got, b = b]() mutable { got = b.recv_bytes(); });
+  const std::vector<std::byte> big(std::size_t{32} << 20, std::byte{7});
+  try {
+    a.send_bytes(big);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "send_bytes threw " << e.what();
+  }
+  t.join();
+  EXPECT_TRUE(got == big);
+  EXPECT_GT(g_sigusr1.load(), 0);
+}
+
+TEST_F(CPythonIgnoreEINTR, AcceptWithAKey) {
+  TempDir dir;
+  mproc::Listener<std::string> l(dir.file("sock"), "key");
+  std::optional<mproc::Connection<std::string>> client;
+  std::thread t = pelt_then([&client, address = l.address()] {
+    client = mproc::Client<std::string>(address, "key");
+    client->send("welcome");
+  });
+  std::optional<mproc::Connection<std::string>> accepted;
+  try {
+    accepted = l.accept();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "accept threw " << e.what();
+  }
+  t.join();
+  ASSERT_TRUE(accepted.has_value());
+  ASSERT_TRUE(accepted->poll(kGuard));
+  EXPECT_EQ(accepted->recv(), "welcome");
+  EXPECT_GT(g_sigusr1.load(), 0);
+}
+
 TEST_F(CPythonIgnoreEINTR, ConnectionRecv) {
   auto [a, b] = mproc::Pipe<int>();
   std::thread t = pelt_then([b = b]() mutable { b.send(7); });

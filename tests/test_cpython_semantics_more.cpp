@@ -941,18 +941,7 @@ int raise_key_error() { throw std::out_of_range("key"); }
 int raise_large_value_error(int) { throw std::invalid_argument(std::string(std::size_t{1} << 20, 'x')); }
 void touch_init(std::string dir) { mproc_test::write_file(dir + "/" + std::to_string(::getpid()), "init"); }
 
-class CPythonPool2 : public ::testing::TestWithParam<StartMethod> {
- protected:
-  void SetUp() override {
-    if (mproc_test::fork_pool_unsafe_under_sanitizers(GetParam())) {
-      GTEST_SKIP() << "fork-started pool workers under GCC 12's sanitizers (see pool_support.hpp)";
-    }
-  }
-  mproc::PoolOptions<> options(std::size_t n = 2) const {
-    return mproc::PoolOptions<>{.processes = n, .start_method = GetParam()};
-  }
-  mproc_test::HangGuard hang_guard_;
-};
+class CPythonPool2 : public mproc_test::PoolTestByMethod {};
 
 // _TestPool.test_map_async_callbacks: exactly one callback runs per
 // map_async, the result callback with the list or the error callback with

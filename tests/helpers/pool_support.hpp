@@ -29,6 +29,7 @@
 #include <gtest/gtest.h>
 
 #include "helpers/test_support.hpp"
+#include "mproc/pool.hpp"
 
 namespace mproc_test {
 
@@ -125,5 +126,24 @@ inline bool fork_pool_unsafe_under_sanitizers(mproc::StartMethod method) {
   return false;
 #endif
 }
+
+// The fixture of a pool test parameterized by start method: skips the fork
+// variant where fork_pool_unsafe_under_sanitizers says so, guards the
+// whole test against a hang, and makes the pool's options.
+class PoolTestByMethod : public ::testing::TestWithParam<mproc::StartMethod> {
+ protected:
+  void SetUp() override {
+    if (fork_pool_unsafe_under_sanitizers(GetParam())) {
+      GTEST_SKIP() << "fork-started pool workers under GCC 12's sanitizers (see pool_support.hpp)";
+    }
+  }
+  mproc::PoolOptions<> options(std::size_t n = 2) const {
+    mproc::PoolOptions<> o;
+    o.processes = n;
+    o.start_method = GetParam();
+    return o;
+  }
+  HangGuard hang_guard_;
+};
 
 }  // namespace mproc_test
